@@ -1,0 +1,75 @@
+"""The tilec pass registry: pass name -> factory returning the `ModulePass` class.
+
+Factories import their module only when called, so importing this package (and
+listing the passes) costs nothing.  xDSL's own `canonicalize`, `cse` and `dce` are
+registered under their xDSL names so that one pipeline string can mix both::
+
+    from tilec.passes import get_pass
+    get_pass("tile-canonicalize")().apply(ctx, module)
+    PassPipeline.parse_spec(PASSES, "tile-canonicalize,cse,tile-verify")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xdsl.passes import ModulePass
+
+
+def _tile_canonicalize() -> type[ModulePass]:
+    from tilec.passes.canonicalize import TileCanonicalizePass
+
+    return TileCanonicalizePass
+
+
+def _tile_verify() -> type[ModulePass]:
+    from tilec.passes.verify import TileVerifyPass
+
+    return TileVerifyPass
+
+
+def _canonicalize() -> type[ModulePass]:
+    from xdsl.transforms.canonicalize import CanonicalizePass
+
+    return CanonicalizePass
+
+
+def _cse() -> type[ModulePass]:
+    from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
+
+    return CommonSubexpressionElimination
+
+
+def _dce() -> type[ModulePass]:
+    from xdsl.transforms.dead_code_elimination import DeadCodeElimination
+
+    return DeadCodeElimination
+
+
+#: pass name -> lazy factory.  tilec's own passes first, then the xDSL passes we use.
+PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    "tile-canonicalize": _tile_canonicalize,
+    "tile-verify": _tile_verify,
+    "canonicalize": _canonicalize,
+    "cse": _cse,
+    "dce": _dce,
+}
+
+#: the names in `PASSES` that tilec defines (the rest come from xDSL).
+TILEC_PASS_NAMES: tuple[str, ...] = tuple(n for n in PASSES if n.startswith("tile-"))
+
+
+def get_pass(name: str) -> type[ModulePass]:
+    """The pass class registered as `name`; `KeyError` naming the known passes otherwise."""
+    try:
+        factory = PASSES[name]
+    except KeyError:
+        raise KeyError(f"unknown pass {name!r}; available passes: {', '.join(available_passes())}") from None
+    return factory()
+
+
+def available_passes() -> list[str]:
+    """Registered pass names, in registration order (tilec passes first)."""
+    return list(PASSES)

@@ -1,0 +1,1 @@
+"""PTX backend: PTX emission and assembly with ptxas."""

@@ -1,0 +1,221 @@
+"""The tile API that kernels are written in (`import tilec as ct`).
+
+Every function here may be called only inside a `@ct.kernel` function, where its
+arguments are traced tiles/scalars (or Python numbers, folded at trace time).  Shapes
+are compile-time; offsets, loop bounds and tensor dims may be run-time values.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from tilec.frontend import ops
+
+_T = TypeVar("_T")
+
+
+class Tensor:
+    """Annotation for a global tensor argument (numpy array on the CPU target, a torch
+    CUDA tensor or any `__cuda_array_interface__` / DLPack array on GPU targets).
+    Arrays must be C-contiguous."""
+
+
+class Constant(Generic[_T]):
+    """Annotation `ct.Constant[int]`: the argument is a compile-time constant; each new
+    value compiles a specialised kernel (like Triton's `tl.constexpr`)."""
+
+
+# ------------------------------------------------------------------ grid
+
+
+def tile_idx(axis: int):
+    """Index of this program instance along launch-grid axis `axis` (an i32 scalar)."""
+    return ops.tile_idx(axis)
+
+
+def num_tiles(axis: int):
+    """Number of program instances along launch-grid axis `axis` (an i32 scalar)."""
+    return ops.num_tiles(axis)
+
+
+bid = tile_idx
+
+
+# ------------------------------------------------------------------ memory
+
+
+def load_tile(t, offset, size, boundary_check: bool = True, padding=0):
+    """Load the tile of shape `size` whose first element is at `offset` of tensor `t`.
+
+    offset: one integer scalar per tensor dimension, in elements (run-time values allowed).
+    size: compile-time tile shape, one entry per tensor dimension.
+    boundary_check: elements outside the tensor read as `padding` (default 0); with
+        False the caller promises the whole tile is in bounds.
+    Returns a tile of shape `size` and the tensor's dtype.
+    """
+    return ops.load(t, offset, size, boundary_check, padding)
+
+
+def store_tile(t, offset, tile, mode: str = "store"):
+    """Write `tile` into tensor `t` at element `offset`; only in-bounds elements are written.
+
+    The tile is cast to the tensor's dtype (round to nearest even).
+    mode: "store" overwrites; "atomic_add" adds atomically into the tensor.
+    """
+    return ops.store(t, offset, tile, mode)
+
+
+# ------------------------------------------------------------------ math
+
+
+def matmul(a, b, acc=None):
+    """`a @ b` (+ `acc`) for 2-D tiles, batched over leading dims; accumulates in float32
+    (int32 for integer inputs)."""
+    return ops.matmul(a, b, acc)
+
+
+def sum(x, axis=None, keepdims: bool = False):
+    """Sum over `axis` (int, tuple, negative allowed, or None for all); float sums are float32."""
+    return ops.reduce("sum", x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims: bool = False):
+    """Maximum over `axis` (None: all axes)."""
+    return ops.reduce("max", x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims: bool = False):
+    """Minimum over `axis` (None: all axes)."""
+    return ops.reduce("min", x, axis, keepdims)
+
+
+def argmax(x, axis=None, keepdims: bool = False):
+    """Index (int32) of the first maximum along `axis` (None: of the flattened tile)."""
+    return ops.reduce("argmax", x, axis, keepdims)
+
+
+def argmin(x, axis=None, keepdims: bool = False):
+    """Index (int32) of the first minimum along `axis` (None: of the flattened tile)."""
+    return ops.reduce("argmin", x, axis, keepdims)
+
+
+def _unary(kind: str, doc: str):
+    def f(x):
+        return ops.unary(kind, x)
+    f.__name__ = f.__qualname__ = kind
+    f.__doc__ = doc
+    return f
+
+
+exp = _unary("exp", "Elementwise e**x (integers are cast to float32 first).")
+exp2 = _unary("exp2", "Elementwise 2**x.")
+log = _unary("log", "Elementwise natural logarithm.")
+log2 = _unary("log2", "Elementwise base-2 logarithm.")
+sqrt = _unary("sqrt", "Elementwise square root.")
+rsqrt = _unary("rsqrt", "Elementwise 1/sqrt(x).")
+tanh = _unary("tanh", "Elementwise hyperbolic tangent.")
+sigmoid = _unary("sigmoid", "Elementwise 1/(1+exp(-x)).")
+erf = _unary("erf", "Elementwise error function.")
+sin = _unary("sin", "Elementwise sine.")
+cos = _unary("cos", "Elementwise cosine.")
+floor = _unary("floor", "Elementwise round toward -inf.")
+ceil = _unary("ceil", "Elementwise round toward +inf.")
+abs = _unary("abs", "Elementwise absolute value.")
+relu = _unary("relu", "Elementwise max(x, 0).")
+
+
+def maximum(a, b):
+    """Elementwise maximum with broadcasting (NaN-propagating)."""
+    return ops.binary("maximum", a, b)
+
+
+def minimum(a, b):
+    """Elementwise minimum with broadcasting (NaN-propagating)."""
+    return ops.binary("minimum", a, b)
+
+
+def where(cond, a, b):
+    """Elementwise `a` where `cond` else `b`, with broadcasting."""
+    return ops.where(cond, a, b)
+
+
+# ------------------------------------------------------------------ shapes
+
+
+def transpose(x):
+    """Swap the last two axes of a tile."""
+    return ops.transpose(x)
+
+
+def permute(x, axes):
+    """Reorder axes: result axis i is `x`'s axis `axes[i]`."""
+    return ops.permute(x, axes)
+
+
+def reshape(x, shape):
+    """Same elements (row-major order), new compile-time shape."""
+    return ops.reshape(x, shape)
+
+
+def broadcast_to(x, shape):
+    """Stretch size-1 (or missing leading) dims to `shape`."""
+    return ops.broadcast_to(x, shape)
+
+
+def expand_dims(x, axis: int):
+    """Insert a size-1 axis at `axis`."""
+    return ops.expand_dims(x, axis)
+
+
+def astype(x, dtype):
+    """Convert to `dtype` (float narrowing rounds to nearest even, saturating for fp8/fp4)."""
+    return ops.cast(x, dtype)
+
+
+# ------------------------------------------------------------------ creation and random
+
+
+def full(shape, value, dtype=None):
+    """A tile of compile-time `shape` filled with `value` (a number or run-time scalar)."""
+    return ops.full(shape, value, dtype)
+
+
+def zeros(shape, dtype="float32"):
+    """A tile of zeros (float32 by default)."""
+    return ops.full(shape, 0, dtype)
+
+
+def ones(shape, dtype="float32"):
+    """A tile of ones (float32 by default)."""
+    return ops.full(shape, 1, dtype)
+
+
+def arange(start, stop=None):
+    """The int32 tile [start, ..., stop-1] (compile-time bounds)."""
+    return ops.arange(start, stop)
+
+
+def rand(seed, offsets):
+    """Uniform float32 in [0, 1) per element of the integer tile `offsets`, from
+    Philox4x32-10 keyed by `seed` (same numbers on every backend, as Triton's tl.rand)."""
+    return ops.rand(seed, offsets)
+
+
+def dropout(x, p, seed, offsets=None):
+    """Zero each element of `x` with probability `p` and scale the rest by 1/(1-p).
+
+    The mask comes from `rand(seed, offsets)`; by default offsets are
+    `program_linear_id * x.size + element index`, so each program drops different
+    elements and every backend drops the same ones for the same seed.
+    """
+    return ops.dropout(x, p, seed, offsets)
+
+
+def static_range(*args):
+    """Like `range`, but the loop is unrolled at trace time (bounds must be constants)."""
+    return range(*args)
+
+
+def cdiv(a, b):
+    """Ceiling division `(a + b - 1) // b` (works on Python ints and traced scalars)."""
+    return (a + b - 1) // b

@@ -1,0 +1,208 @@
+"""`@ct.kernel` and `kernel[grid](*args)`: argument binding, specialisation and caching.
+
+A launch maps each argument to a spec (tensor dtype and rank, scalar dtype, or the
+value of a `ct.Constant`), looks the spec up in the kernel's cache, compiles on a miss
+and runs the artifact on the backend that owns the arrays (numpy -> CPU simulation).
+
+Tensor dims stay dynamic unless the kernel uses one where a compile-time value is
+needed (a tile size): the tracer then asks for that dim to be specialised and the
+kernel is traced again with it fixed; later launches specialise on it from the start.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from tilec import dtypes as dt
+from tilec.errors import LaunchError
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # "tensor" | "constant" | "scalar" | "any"
+
+
+def _param_kind(annotation) -> str:
+    from tilec.api import Constant, Tensor
+
+    if annotation is inspect.Parameter.empty:
+        return "any"
+    if annotation is Tensor or annotation == "ct.Tensor" or annotation == "Tensor":
+        return "tensor"
+    origin = getattr(annotation, "__origin__", None)
+    if annotation is Constant or origin is Constant or (isinstance(annotation, str) and "Constant" in annotation):
+        return "constant"
+    if annotation in (int, float, "int", "float"):
+        return "scalar"
+    return "any"
+
+
+class Kernel:
+    """A tile kernel.  Launch with `kernel[grid](*args)`; compile ahead of time with
+    `tilec.compile(kernel, ...)` or the `tilec compile` command."""
+
+    def __init__(self, fn, **options):
+        self.fn = fn
+        self.name = fn.__name__
+        self.options = options
+        sig = inspect.signature(fn)
+        self.params = [Param(p.name, _param_kind(p.annotation)) for p in sig.parameters.values()]
+        self.param_names = [p.name for p in self.params]
+        self.static_dims: set = set()       # (param index, axis) learnt from tracing
+        self._cache: dict = {}
+        self._lock = threading.Lock()
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    @property
+    def where(self) -> str:
+        code = self.fn.__code__
+        return f"{code.co_filename}:{code.co_firstlineno}"
+
+    def __repr__(self) -> str:
+        return f"<tilec kernel {self.name} at {self.where}>"
+
+    def __get__(self, obj, objtype=None):
+        return self  # never binds `self`: kernels in class bodies launch as self.k[grid](...)
+
+    def __getitem__(self, grid) -> "Launcher":
+        return Launcher(self, normalize_grid(self, grid))
+
+    def __call__(self, *args, **kwargs):
+        raise LaunchError(f"kernel '{self.name}' ({self.where}) must be launched with a grid: "
+                          f"{self.name}[grid](...)")
+
+    # ---------------------------------------------------------------- binding
+    def bind(self, args: tuple) -> tuple[list, list]:
+        """Specs (for compiling) and run-time values (for launching) of `args`."""
+        from tilec.frontend.tracer import ConstantSpec, ScalarSpec, TensorSpec
+
+        if len(args) != len(self.params):
+            raise LaunchError(f"kernel '{self.name}' ({self.where}) takes {len(self.params)} arguments "
+                              f"({', '.join(self.param_names)}), got {len(args)}")
+        specs, values = [], []
+        for i, (p, a) in enumerate(zip(self.params, args)):
+            if p.kind == "constant":
+                try:
+                    hash(a)
+                except TypeError:
+                    raise LaunchError(f"kernel '{self.name}': constant argument '{p.name}' must be hashable") from None
+                specs.append(ConstantSpec(a))
+                continue
+            array = as_host_array(a) if not isinstance(a, (bool, int, float, np.generic)) else None
+            if array is not None:
+                if p.kind in ("scalar", "constant"):
+                    raise LaunchError(f"kernel '{self.name}': argument '{p.name}' must be a number, got an array")
+                if not array.flags.c_contiguous:
+                    raise LaunchError(f"kernel '{self.name}': tensor argument '{p.name}' is not contiguous "
+                                      f"(strides {array.strides}); pass np.ascontiguousarray(...)")
+                try:
+                    dtype = dt.from_numpy(array.dtype)
+                except KeyError:
+                    raise LaunchError(f"kernel '{self.name}': tensor argument '{p.name}' has unsupported dtype "
+                                      f"{array.dtype}") from None
+                shape = tuple(array.shape[ax] if (i, ax) in self.static_dims else None for ax in range(array.ndim))
+                specs.append(TensorSpec(dtype, shape))
+                values.append(array)
+                continue
+            if p.kind == "tensor":
+                raise LaunchError(f"kernel '{self.name}': argument '{p.name}' must be a tensor "
+                                  f"(numpy array or GPU tensor), got {type(a).__name__}")
+            if isinstance(a, (bool, np.bool_)):
+                specs.append(ConstantSpec(bool(a)))
+            elif isinstance(a, (int, np.integer)):
+                specs.append(ScalarSpec(dt.int32 if -2**31 <= int(a) < 2**31 else dt.int64))
+                values.append(int(a))
+            elif isinstance(a, (float, np.floating)):
+                specs.append(ScalarSpec(dt.float32))
+                values.append(float(a))
+            else:
+                raise LaunchError(f"kernel '{self.name}': argument '{p.name}' has unsupported type "
+                                  f"{type(a).__name__}")
+        return specs, values
+
+    # ---------------------------------------------------------------- compiling
+    def compile_for(self, args: tuple, target: str = "cpu", options=None):
+        """Bind `args`, compile (or fetch from cache) and return (artifact, run-time values)."""
+        from tilec.driver import CompileOptions, compile_kernel
+        from tilec.frontend.state import SpecializeDims
+
+        options = options or CompileOptions()
+        for _ in range(64):
+            specs, values = self.bind(args)
+            key = (target, tuple(specs), options)
+            hit = self._cache.get(key)
+            if hit is not None:
+                return hit, values
+            try:
+                artifact = compile_kernel(self, specs, target, options)
+            except SpecializeDims as s:
+                with self._lock:
+                    self.static_dims |= set(s.dims)
+                continue
+            self._cache[key] = artifact
+            return artifact, values
+        raise LaunchError(f"kernel '{self.name}': could not settle which tensor dims to specialise")
+
+
+class Launcher:
+    def __init__(self, kernel: Kernel, grid: tuple[int, ...]):
+        self.kernel = kernel
+        self.grid = grid
+
+    def __call__(self, *args):
+        try:
+            artifact, values = self.kernel.compile_for(args, "cpu")
+            if artifact.grid_rank > len(self.grid):
+                raise LaunchError(f"kernel '{self.kernel.name}' ({self.kernel.where}) reads grid axis "
+                                  f"{artifact.grid_rank - 1} but was launched on a {len(self.grid)}-D grid "
+                                  f"{self.grid}")
+            from tilec.backends.cpu.interpreter import run_kernel
+            run_kernel(artifact.func, values, self.grid)
+        except Exception as e:
+            from tilec.errors import TilecError
+            if isinstance(e, TilecError):
+                raise e.with_traceback(None) from e.__cause__
+            raise
+
+
+def normalize_grid(kernel: Kernel, grid) -> tuple[int, ...]:
+    if isinstance(grid, (int, np.integer)):
+        grid = (grid,)
+    if not isinstance(grid, (tuple, list)) or not grid:
+        raise LaunchError(f"kernel '{kernel.name}': the grid must be an int or a tuple of ints, got {grid!r}")
+    out = []
+    for g in grid:
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1:
+            raise LaunchError(f"kernel '{kernel.name}': grid dims must be positive ints, got {tuple(grid)}")
+        out.append(int(g))
+    return tuple(out)
+
+
+def as_host_array(a):
+    """A numpy view of a host array argument, or None if `a` is not an array."""
+    if isinstance(a, np.ndarray):
+        return a
+    mod = type(a).__module__
+    if mod.startswith("torch"):
+        if a.device.type != "cpu":
+            raise LaunchError("GPU tensors need a GPU target, which this build of tilec cannot launch yet")
+        import ml_dtypes
+        if str(a.dtype) == "torch.bfloat16":
+            return a.view(__import__("torch").int16).numpy().view(ml_dtypes.bfloat16)
+        return a.numpy()
+    if hasattr(a, "__array_interface__"):
+        return np.asarray(a)
+    return None
+
+
+def kernel(fn=None, **options):
+    """Decorator making a tile kernel: `@ct.kernel` or `@ct.kernel(num_warps=8)`."""
+    if fn is None:
+        return lambda f: Kernel(f, **options)
+    return Kernel(fn, **options)
