@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 import ml_dtypes
 import numpy as np
 from xdsl.dialects import arith, func, scf
-from xdsl.dialects.builtin import FloatAttr, IntegerAttr, IntegerType, ModuleOp, Signedness
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, IntegerType, ModuleOp, Signedness
 from xdsl.ir import Block, Operation, SSAValue
 
 from tilec import dtypes
@@ -49,7 +49,8 @@ _F64 = np.dtype(np.float64)
 
 
 def _dtype_of(t) -> dtypes.DType:
-    return dtypes.from_ir(T.element_type_of(t))
+    elt = T.element_type_of(t)
+    return dtypes.int64 if isinstance(elt, IndexType) else dtypes.from_ir(elt)
 
 
 def _is_narrow_float(d: dtypes.DType) -> bool:
@@ -142,7 +143,8 @@ def _make_cast(src: dtypes.DType, dst: dtypes.DType) -> Callable[[np.ndarray], n
     # dst is an integer
     if src.is_float:
         info = np.iinfo(out)
-        lo, hi = float(info.min), float(info.max)
+        lo = float(info.min)
+        hi = float(info.max) if dst.bits < 64 else float(np.nextafter(2.0**63, 0))  # largest f64 < 2**63
 
         def f2i(x):
             y = np.trunc(x.astype(_F64))
@@ -238,12 +240,19 @@ class _Compiler:
         self.G = G
         self.ones = (1,) * G
         self.slots: dict[SSAValue, int] = {}
+        self.n_slots = 0
+        #: ops compiled to a given step instead of their handler's (K-loop matmuls)
+        self.overrides: dict[Operation, Step] = {}
 
     def slot(self, v: SSAValue) -> int:
         s = self.slots.get(v)
         if s is None:
-            s = self.slots[v] = len(self.slots)
+            s = self.slots[v] = self.new_slot()
         return s
+
+    def new_slot(self) -> int:
+        self.n_slots += 1
+        return self.n_slots - 1
 
     def compile_block(self, block: Block) -> tuple[list[Step], list[int]]:
         """Steps of a block, and the slots its terminator yields (scf.yield / func.return)."""
@@ -252,6 +261,9 @@ class _Compiler:
         for op in block.ops:
             if isinstance(op, (scf.YieldOp, func.ReturnOp)):
                 yields = [self.slot(v) for v in op.operands]
+                continue
+            if op in self.overrides:
+                steps.append(self.overrides[op])
                 continue
             handler = _HANDLERS.get(type(op))
             if handler is None:
@@ -331,21 +343,34 @@ def _h_dim(op: T.DimOp, c: _Compiler) -> Step:
     return step
 
 
-def _index_arrays(offs: list[np.ndarray], shape: tuple[int, ...], aranges: list[np.ndarray],
-                  dims: tuple[int, ...]) -> tuple[list[np.ndarray], bool]:
-    """Per-dim element indices `offset + arange` (batch dims, then the tile dims; dim d
-    full and the others 1) and whether the whole tile lies inside a tensor of `dims`."""
-    r = len(shape)
-    idx, inside = [], True
-    for d, o in enumerate(offs):
-        o = o.astype(np.intp)
-        if o.size == 1:
-            lo = hi = int(o.flat[0])
-        else:
-            lo, hi = int(o.min()), int(o.max())
-        inside = inside and lo >= 0 and hi + shape[d] <= dims[d]
-        idx.append(o.reshape(o.shape + (1,) * r) + aranges[d])
-    return idx, inside
+def _inside(offs: list[np.ndarray], shape: tuple[int, ...], dims: tuple[int, ...]) -> bool:
+    """Whether every program's tile at `offs` lies inside a tensor of extent `dims`."""
+    for o, n, dim in zip(offs, shape, dims):
+        lo, hi = (int(o.flat[0]),) * 2 if o.size == 1 else (int(o.min()), int(o.max()))
+        if lo < 0 or hi + n > dim:
+            return False
+    return True
+
+
+def _flat_index(offs: list[np.ndarray], aranges: list[np.ndarray], dims: tuple[int, ...],
+                masked: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Flat element indices `sum_d (offset_d + arange_d) * stride_d` into a C-contiguous
+    tensor of extent `dims` (batch dims, then tile dims), and, when `masked`, the
+    in-bounds mask, with the indices clipped into the tensor."""
+    r = len(aranges)
+    flat = mask = None
+    stride = 1
+    for o, a, dim in reversed(list(zip(offs, aranges, dims))):
+        i = o.astype(np.intp).reshape(o.shape + (1,) * r) + a
+        if masked:
+            m = (i >= 0) & (i < dim)
+            mask = m if mask is None else mask & m
+            i = np.clip(i, 0, dim - 1)
+        if stride != 1:
+            i = i * stride
+        flat = i if flat is None else flat + i
+        stride *= dim
+    return flat, mask
 
 
 def _tile_aranges(G: int, shape: tuple[int, ...]) -> list[np.ndarray]:
@@ -364,8 +389,7 @@ def _h_load(op: T.LoadOp, c: _Compiler) -> Step:
         pad_value = int(pad_value) if math.isfinite(pad_value) else 0
     pad = np.array(pad_value).astype(d.np_dtype)
     aranges = _tile_aranges(c.G, shape)
-    ones = c.ones
-    rank = len(shape)
+    ones, G = c.ones, c.G
 
     def step(env, ctx):
         X = env[t]
@@ -376,22 +400,26 @@ def _h_load(op: T.LoadOp, c: _Compiler) -> Step:
                 sl = tuple(slice(s, s + n) for s, n in zip(starts, shape))
                 env[r] = X[sl].reshape(ones + shape).copy()  # copy: later stores must not alias
                 return
-        idx, inside = _index_arrays(offs, shape, aranges, X.shape)
+        inside = _inside(offs, shape, X.shape)
         if inside:
-            env[r] = X[tuple(idx)]
-            return
+            varying = [k for k, o in enumerate(offs) if o.size > 1]
+            if len(varying) == 1:  # slice the other dims, gather whole rows along this one
+                k = varying[0]
+                sl = tuple(slice(None) if j == k else slice(int(o.flat[0]), int(o.flat[0]) + n)
+                           for j, (o, n) in enumerate(zip(offs, shape)))
+                o = offs[k].astype(np.intp)
+                rows = o.reshape(o.shape + (1,)) + aranges[k].reshape(-1)
+                val = np.take(X[sl], rows, axis=k)
+                env[r] = np.moveaxis(val, range(k, k + G), range(G)) if k else val
+                return
         if 0 in X.shape:
-            bshape = np.broadcast_shapes(*(i.shape for i in idx))
-            env[r] = np.full(bshape, pad, d.np_dtype)
+            bshape = np.broadcast_shapes(*(o.shape for o in offs))
+            env[r] = np.full(bshape + shape, pad, d.np_dtype)
             return
-        mask = None
-        clipped = []
-        for k, i in enumerate(idx):
-            m = (i >= 0) & (i < X.shape[k])
-            mask = m if mask is None else mask & m
-            clipped.append(np.clip(i, 0, X.shape[k] - 1))
-        val = X[tuple(clipped)]
-        np.copyto(val, pad, where=~mask)
+        flat, mask = _flat_index(offs, aranges, X.shape, not inside)
+        val = np.take(X.reshape(-1), flat)
+        if mask is not None:
+            np.copyto(val, pad, where=~mask)
         env[r] = val
     return step
 
@@ -410,27 +438,26 @@ def _h_store(op: T.StoreOp, c: _Compiler) -> Step:
         val = env[v]
         if atomic:  # every program adds, even where they hold the same value
             val = np.broadcast_to(val, np.broadcast_shapes(val.shape, ctx.sizes + shape))
-        idx, inside = _index_arrays([env[o] for o in offsets], shape, aranges, X.shape)
-        *idx, val = np.broadcast_arrays(*idx, val)
-        if not inside:
-            mask = None
-            for k, i in enumerate(idx):
-                m = (i >= 0) & (i < X.shape[k])
-                mask = m if mask is None else mask & m
-            idx = [i[mask] for i in idx]
-            val = val[mask]
-        if not atomic:
-            X[tuple(idx)] = val
+        offs = [env[o] for o in offsets]
+        if 0 in X.shape:
             return
-        flat = np.ravel_multi_index(tuple(i.reshape(-1) for i in idx), X.shape)
-        vals = val.reshape(-1)
+        inside = _inside(offs, shape, X.shape)
+        flat, mask = _flat_index(offs, aranges, X.shape, not inside)
+        full = np.broadcast_shapes(flat.shape, val.shape)
+        flat = np.broadcast_to(flat, full)
+        val = np.broadcast_to(val, full)
+        if mask is not None:
+            mask = np.broadcast_to(mask, full)
+            flat, val = flat[mask], val[mask]
         Xf = X.reshape(-1)
-        if narrow:  # sum each address's contributions in f64, round once
-            where, inv = np.unique(flat, return_inverse=True)
-            add = np.bincount(inv, weights=vals.astype(_F64), minlength=len(where))
+        if not atomic:
+            Xf[flat] = val
+        elif narrow:  # sum each address's contributions in f64, round once
+            where, inv = np.unique(flat.reshape(-1), return_inverse=True)
+            add = np.bincount(inv, weights=val.reshape(-1).astype(_F64), minlength=len(where))
             Xf[where] = (Xf[where].astype(_F64) + add).astype(X.dtype)
         else:
-            np.add.at(Xf, flat, vals)
+            np.add.at(Xf, flat, val)
     return step
 
 
@@ -589,24 +616,24 @@ def _matmul2d(a: np.ndarray, b: np.ndarray, G: int) -> np.ndarray:
     return prod.transpose(perm).reshape(out_shape)
 
 
-def _h_matmul(op: T.MatmulOp, c: _Compiler) -> Step:
-    G = c.G
-    a, b = c.slot(op.lhs), c.slot(op.rhs)
-    acc = c.slot(op.acc) if op.acc is not None else None
-    r = c.slot(op.result)
+def _matmul_fn(op: T.MatmulOp, G: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]:
+    """`compute(x, y, acc)`: grid-batched `x @ y (+ acc)` with the op's numerics."""
     src = _dtype_of(op.lhs.type)
     out = _dtype_of(op.result.type).np_dtype
     rank2 = op.lhs.type.rank == 2 and op.rhs.type.rank == 2
-    K = op.lhs.type.get_shape()[-1]
     if src.is_float:
-        work, accum = (_F64 if src is dtypes.float64 else _F32), (_F64 if src is dtypes.float64 else _F32)
-    elif src.bits <= 16 and K * 2 ** (2 * src.bits) < 2 ** 53:
-        work, accum = _F64, np.dtype(np.int32)  # exact in f64, and fast (BLAS)
+        accum = _F64 if src is dtypes.float64 else _F32
     else:
-        work, accum = np.dtype(np.int64), np.dtype(np.int32)  # wraps mod 2**32 like i32
+        accum = np.dtype(np.int32)
+    exact_f64_bits = 2 * src.bits if src.is_int or src is dtypes.bool_ else 0
 
-    def step(env, ctx):
-        x, y = env[a], env[b]
+    def compute(x, y, z):
+        if src.is_float:
+            work = accum
+        elif src.bits <= 16 and x.shape[-1] * 2**exact_f64_bits < 2**53:
+            work = _F64  # exact in f64, and fast (BLAS)
+        else:
+            work = np.dtype(np.int64)  # wraps mod 2**32 like i32 once cast back
         if x.dtype != work:
             x = x.astype(work)
         if y.dtype != work:
@@ -614,10 +641,25 @@ def _h_matmul(op: T.MatmulOp, c: _Compiler) -> Step:
         p = _matmul2d(x, y, G) if rank2 else np.matmul(x, y)
         if p.dtype != accum:
             p = p.astype(accum)
-        if acc is not None:
-            z = env[acc]
-            p = p + (z if z.dtype == accum else z.astype(accum))
-        env[r] = p if p.dtype == out else p.astype(out)
+        if z is not None:
+            if z.dtype != accum:
+                z = z.astype(accum)
+            if np.broadcast_shapes(p.shape, z.shape) == p.shape:
+                np.add(p, z, out=p)  # p is fresh: accumulate in place
+            else:
+                p = p + z
+        return p if p.dtype == out else p.astype(out)
+    return compute
+
+
+def _h_matmul(op: T.MatmulOp, c: _Compiler) -> Step:
+    a, b = c.slot(op.lhs), c.slot(op.rhs)
+    acc = c.slot(op.acc) if op.acc is not None else None
+    r = c.slot(op.result)
+    compute = _matmul_fn(op, c.G)
+
+    def step(env, ctx):
+        env[r] = compute(env[a], env[b], None if acc is None else env[acc])
     return step
 
 
@@ -662,18 +704,52 @@ def _h_rand(op: T.RandOp, c: _Compiler) -> Step:
     return step
 
 
+def _fusable_k_loop_matmuls(op: scf.ForOp) -> list[tuple[int, T.MatmulOp]]:
+    """Carries of `op` that only feed a K-loop accumulation `acc = matmul(a, b, acc)`.
+
+    The carried block argument's one use is the `acc` of a matmul in the loop body, and
+    that matmul's one use is the yield of the same carry, so no one sees the partial sums
+    and the loop may run the whole K extent as one GEMM.  Only when the accumulator is
+    f32 / f64 / i32, where rounding it once per step is not part of the semantics.
+    """
+    body = op.body.block
+    yield_op = body.last_op
+    if not isinstance(yield_op, scf.YieldOp):
+        return []
+    found = []
+    for k, (arg, yv) in enumerate(zip(body.args[1:], yield_op.operands)):
+        if not arg.has_one_use():
+            continue
+        mm = arg.get_user_of_unique_use()
+        if (isinstance(mm, T.MatmulOp) and mm.acc is arg and mm.parent is body
+                and yv is mm.result and mm.result.has_one_use()
+                and _dtype_of(mm.result.type) in (dtypes.float32, dtypes.float64, dtypes.int32)):
+            found.append((k, mm))
+    return found
+
+
 def _h_for(op: scf.ForOp, c: _Compiler) -> Step:
     lb, ub, st = c.slot(op.lb), c.slot(op.ub), c.slot(op.step)
     init = [c.slot(v) for v in op.iter_args]
     body = op.body.block
     iv = c.slot(body.args[0])
     carried = [c.slot(x) for x in body.args[1:]]
+    # K-loop accumulations: each iteration only records its (a, b) tiles (see below)
+    fused = []  # (carry index, pending-list slot, compute)
+    for k, mm in _fusable_k_loop_matmuls(op):
+        pend, x, y = c.new_slot(), c.slot(mm.lhs), c.slot(mm.rhs)
+
+        def record(env, ctx, pend=pend, x=x, y=y):
+            env[pend].append((env[x], env[y]))
+        c.overrides[mm] = record
+        fused.append((k, pend, _matmul_fn(mm, c.G)))
+    fused_idx = {k for k, _, _ in fused}
     steps, yields = c.compile_block(body)
+    kept = [(k, carried[k], y) for k, y in enumerate(yields) if k not in fused_idx]
     results = [c.slot(x) for x in op.res]
     free = c.free_slots(op)
     iv_dtype = _dtype_of(op.lb.type).np_dtype
     ones = c.ones
-    n_steps = len(steps)
 
     def batched(env, ctx) -> bool:
         l, u, s = env[lb], env[ub], env[st]
@@ -683,15 +759,19 @@ def _h_for(op: scf.ForOp, c: _Compiler) -> Step:
         if s <= 0 and l < u:
             raise ValueError(f"cpu backend: scf.for step must be positive, got {s}")
         vals = [env[i] for i in init]
+        for _, pend, _ in fused:
+            env[pend] = []
         if l < u:
             for i in range(l, u, s):
                 env[iv] = np.full(ones, i, iv_dtype)
-                for k, x in zip(carried, vals):
-                    env[k] = x
-                if n_steps:
-                    for f in steps:
-                        f(env, ctx)
-                vals = [env[y] for y in yields]
+                for k, arg, _ in kept:
+                    env[arg] = vals[k]
+                for f in steps:
+                    f(env, ctx)
+                for k, _, y in kept:
+                    vals[k] = env[y]
+        for k, pend, compute in fused:
+            vals[k] = _k_loop_matmul(compute, env[pend], vals[k])
         for k, x in zip(results, vals):
             env[k] = x
         return True
@@ -700,6 +780,26 @@ def _h_for(op: scf.ForOp, c: _Compiler) -> Step:
         if not batched(env, ctx):
             _per_program(env, ctx, (lb, ub, st), free, results, batched)
     return step
+
+
+def _k_loop_matmul(compute, pairs: list[tuple[np.ndarray, np.ndarray]], acc: np.ndarray) -> np.ndarray:
+    """`acc + sum_k a_k @ b_k` as one GEMM over the concatenated K extent.
+
+    A GEMM with K = 32 runs at a fraction of BLAS speed and each step would rewrite the
+    whole accumulator; one (M x K_total) @ (K_total x N) product is as fast as numpy `@`.
+    The f32 sum is the same, in a different order (as a GPU's MMA order is its own).
+    """
+    if not pairs:
+        return acc
+    xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+    if len(pairs) == 1:
+        return compute(xs[0], ys[0], acc)
+    xb, yb = xs[0].shape[:-1], ys[0].shape[:-2] + ys[0].shape[-1:]
+    if any(x.shape[:-1] != xb for x in xs) or any(y.shape[:-2] + y.shape[-1:] != yb for y in ys):
+        for x, y in pairs:  # tiles of different grid batches: accumulate step by step
+            acc = compute(x, y, acc)
+        return acc
+    return compute(np.concatenate(xs, axis=-1), np.concatenate(ys, axis=-2), acc)
 
 
 def _h_if(op: scf.IfOp, c: _Compiler) -> Step:
@@ -771,8 +871,11 @@ def _bind_arg(arg_type, value, index: int, ones: tuple[int, ...]):
             raise ValueError(f"argument {index}: array must be C-contiguous")
         return value
     d = _dtype_of(arg_type)
-    if d.is_int:
-        arr = np.array(int(value), dtype=np.int64).astype(d.np_dtype)
+    if d.is_int:  # wrap to the type's width, as the launch would
+        v = int(value) % 2**d.bits
+        if d.is_signed and v >= 2 ** (d.bits - 1):
+            v -= 2**d.bits
+        arr = np.array(v, dtype=d.np_dtype)
     elif d is dtypes.bool_:
         arr = np.array(bool(value))
     else:
@@ -794,7 +897,7 @@ def run_kernel(func_op, args: list, grid: tuple[int, ...]) -> None:
     comp = _Compiler(len(grid))
     arg_slots = [comp.slot(a) for a in block.args]
     steps, _ = comp.compile_block(block)
-    env: Env = [None] * len(comp.slots)
+    env: Env = [None] * comp.n_slots
     for k, (a, value) in enumerate(zip(block.args, args)):
         env[arg_slots[k]] = _bind_arg(a.type, value, k, comp.ones)
     ctx = _Ctx(grid, grid, (0,) * len(grid))

@@ -20,9 +20,9 @@ then ``k(grid, block, ptr_a, ptr_b, n)``.  A `PackedArgs` buffer is reused acros
 (the driver copies the arguments at launch), so a launcher must not be shared between
 threads launching at the same time.
 
-The launch call itself goes through ``cuLaunchKernel`` of the same ``libcuda`` called via
-ctypes (the faster path, measured in tests/test_cuda_runtime.py), or through
-``cuda.bindings`` when ``TILEC_LAUNCH_IMPL=bindings`` or libcuda cannot be opened by ctypes.
+The launch call itself is ``cuda.bindings``' ``cuLaunchKernel`` (measured fastest on the lent
+H100, see tests/test_cuda_runtime.py::TestOnGPU::test_launch_overhead); ``TILEC_LAUNCH_IMPL=ctypes``
+or ``set_launch_impl("ctypes")`` calls libcuda's ``cuLaunchKernel`` through ctypes instead.
 """
 
 from __future__ import annotations
@@ -97,10 +97,16 @@ _state: "_State | None" = None
 _init_error: BaseException | None = None
 
 
-def _driver():
-    from cuda.bindings import driver
+_drv = None
 
-    return driver
+
+def _driver():
+    global _drv
+    if _drv is None:
+        from cuda.bindings import driver
+
+        _drv = driver
+    return _drv
 
 
 class _State:
@@ -192,15 +198,23 @@ def synchronize() -> None:
     _check(_driver().cuCtxSynchronize(), "cuCtxSynchronize")
 
 
+_torch_raw_stream = None  # torch._C._cuda_getCurrentRawStream, once torch is seen
+
+
 def current_stream() -> int:
     """torch's current stream on our device when torch is imported, else 0 (legacy default)."""
+    global _torch_raw_stream
+    if _torch_raw_stream is not None:
+        return _torch_raw_stream(_state.ordinal)
     torch = sys.modules.get("torch")
     if torch is None:
         return 0
+    st = _get_state()
     raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    if raw is not None:
-        return raw(_get_state().ordinal)
-    return torch.cuda.current_stream().cuda_stream
+    if raw is None:
+        return torch.cuda.current_stream(st.ordinal).cuda_stream
+    _torch_raw_stream = raw
+    return raw(st.ordinal)
 
 
 # ----------------------------------------------------------------------------- modules
@@ -323,8 +337,13 @@ class PackedArgs:
         return self.pack(*[_convert(k, v) for k, v in zip(self.kinds, values)])
 
 
+_tensor_type = None  # torch.Tensor, recorded by device_pointer the first time it sees one
+
+
 def _convert(kind: str, value):
     if kind == "ptr":
+        if type(value) is _tensor_type and value.is_cuda:
+            return value.data_ptr()
         return value if type(value) is int else device_pointer(value)
     if kind == "tensormap":
         return value if type(value) is bytes else _tensormap_bytes(value)
@@ -336,8 +355,7 @@ def _convert(kind: str, value):
 
 def _open_libcuda():
     try:
-        lib = ctypes.CDLL("libcuda.so.1")
-        f = lib.cuLaunchKernel
+        f = ctypes.CDLL("libcuda.so.1").cuLaunchKernel
     except (OSError, AttributeError):
         return None
     f.restype = ctypes.c_int
@@ -346,32 +364,43 @@ def _open_libcuda():
     return f
 
 
-_raw_launch = None  # resolved on first launch
+# Measured on the lent H100 (driver 580.159.04, cuda-bindings 13.3.1, host us per launch): a bare
+# cuda.bindings cuLaunchKernel 5.7; Launcher 7.2 through cuda.bindings, 10.0 through ctypes
+# (which releases the GIL and converts 11 argtypes), so "bindings" is the default.
+_impl = os.environ.get("TILEC_LAUNCH_IMPL", "bindings")
+_ctypes_launch = None
+_streams: dict[int, Any] = {}  # int handle -> CUstream (saves a CUstream construction per launch)
 
 
-def _launch_fn():
-    global _raw_launch
-    if _raw_launch is None:
-        impl = os.environ.get("TILEC_LAUNCH_IMPL", "ctypes")
-        f = _open_libcuda() if impl == "ctypes" else None
-        if f is not None:
-            def _raw_launch(fn, gx, gy, gz, bx, by, bz, smem, stream, params):
-                return f(fn.ptr, gx, gy, gz, bx, by, bz, smem, stream, params, None)
-        else:
-            drv_launch = _driver().cuLaunchKernel
+def _cu_stream(handle: int):
+    s = _streams.get(handle)
+    if s is None:
+        if len(_streams) > 256:
+            _streams.clear()
+        s = _streams[handle] = _driver().CUstream(handle)
+    return s
 
-            def _raw_launch(fn, gx, gy, gz, bx, by, bz, smem, stream, params):
-                return int(drv_launch(fn.handle, gx, gy, gz, bx, by, bz, smem, stream, params, 0)[0])
-    return _raw_launch
+
+def _raw_launch(fn, gx, gy, gz, bx, by, bz, smem, stream, params) -> int:
+    """cuLaunchKernel with an int stream handle and an int kernelParams address; returns the CUresult."""
+    if _impl == "ctypes":
+        global _ctypes_launch
+        if _ctypes_launch is None:
+            _ctypes_launch = _open_libcuda() or False
+        if _ctypes_launch:
+            return _ctypes_launch(fn.ptr, gx, gy, gz, bx, by, bz, smem, stream, params, None)
+    s = _streams.get(stream)
+    if s is None:
+        s = _cu_stream(stream)
+    return _drv.cuLaunchKernel(fn.handle, gx, gy, gz, bx, by, bz, smem, s, params, 0)[0]
 
 
 def set_launch_impl(impl: str) -> None:
-    """Choose ``"ctypes"`` (default) or ``"bindings"`` for the cuLaunchKernel call."""
-    global _raw_launch
+    """Choose how cuLaunchKernel is called: ``"bindings"`` (default) or ``"ctypes"``."""
+    global _impl
     if impl not in ("ctypes", "bindings"):
-        raise ValueError(impl)
-    os.environ["TILEC_LAUNCH_IMPL"] = impl
-    _raw_launch = None
+        raise ValueError(f"launch impl must be 'bindings' or 'ctypes', got {impl!r}")
+    _impl = impl
 
 
 def _dims(d) -> tuple[int, int, int]:
@@ -444,7 +473,9 @@ class Launcher:
         self.smem = int(shared_mem_bytes)
         if self.smem > fn.max_dynamic_smem:
             fn.set_max_dynamic_shared_memory(self.smem)
-        self._raw = _launch_fn()
+        self._cu_launch = _driver().cuLaunchKernel
+        self._pack = self.args._pack_into
+        self._buf, self._base, self._params = self.args._buf, self.args._base, self.args.address
 
     def __call__(self, grid, *values, stream=None) -> None:
         if not getattr(_tls, "ctx_ok", False):
@@ -453,9 +484,26 @@ class Launcher:
         bx, by, bz = self.block
         if stream is None:
             stream = current_stream()
-        err = self._raw(self.fn, gx, gy, gz, bx, by, bz, self.smem, stream, self.args.pack(*values))
+        elif type(stream) is not int:
+            stream = _stream_handle(stream)
+        self._pack(self._buf, self._base, *values)
+        if _impl == "bindings":
+            s = _streams.get(stream)
+            if s is None:
+                s = _cu_stream(stream)
+            err = self._cu_launch(self.fn.handle, gx, gy, gz, bx, by, bz, self.smem, s, self._params, 0)[0]
+        else:
+            err = _raw_launch(self.fn, gx, gy, gz, bx, by, bz, self.smem, stream, self._params)
         if err:
-            raise CudaError(err, f"cuLaunchKernel({self.fn.name!r})")
+            raise CudaError(int(err), f"cuLaunchKernel({self.fn.name!r})")
+
+
+def _stream_handle(stream) -> int:
+    for attr in ("cuda_stream", "handle"):  # torch.cuda.Stream, cuda.core Stream
+        h = getattr(stream, attr, None)
+        if h is not None:
+            return int(h)
+    return int(stream)  # CUstream or an int-like handle
 
 
 def launch(function: Function, grid, block, shared_mem_bytes: int = 0, stream=None, args=()) -> None:
@@ -476,19 +524,20 @@ def launch(function: Function, grid, block, shared_mem_bytes: int = 0, stream=No
     elif type(args) is int:
         params = args
     else:
-        pa = function.layout([k for k, _ in args])
-        params = pa.pack_converted([v for _, v in args])
+        kinds = tuple([a[0] for a in args])
+        pa = function._layouts.get(kinds) or function.layout(kinds)
+        params = pa.pack(*[v if type(v) is int else _convert(k, v) for k, v in args])
     if stream is None:
         stream = current_stream()
     elif type(stream) is not int:
-        stream = int(getattr(stream, "cuda_stream", None) or getattr(stream, "handle", stream))
+        stream = _stream_handle(stream)
     if shared_mem_bytes > function.max_dynamic_smem:
         function.set_max_dynamic_shared_memory(shared_mem_bytes)
-    gx, gy, gz = _dims(grid)
-    bx, by, bz = _dims(block)
-    err = _launch_fn()(function, gx, gy, gz, bx, by, bz, shared_mem_bytes, stream, params)
+    gx, gy, gz = (grid, 1, 1) if type(grid) is int else _dims(grid)
+    bx, by, bz = (block, 1, 1) if type(block) is int else _dims(block)
+    err = _raw_launch(function, gx, gy, gz, bx, by, bz, shared_mem_bytes, stream, params)
     if err:
-        raise CudaError(err, f"cuLaunchKernel({function.name!r})")
+        raise CudaError(int(err), f"cuLaunchKernel({function.name!r})")
 
 
 # ----------------------------------------------------------------------------- pointers
@@ -527,6 +576,9 @@ def device_pointer(obj) -> int:
         return obj
     is_cuda = getattr(obj, "is_cuda", None)
     if is_cuda is not None and hasattr(obj, "data_ptr"):  # torch.Tensor
+        global _tensor_type
+        if _tensor_type is None and type(obj).__module__ == "torch":
+            _tensor_type = type(obj)
         if not is_cuda:
             raise ValueError(f"expected a CUDA tensor, got a tensor on {getattr(obj, 'device', 'cpu')}; "
                              "move it with .cuda()")
