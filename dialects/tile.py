@@ -35,6 +35,7 @@ from typing import ClassVar
 from xdsl.dialects.builtin import (
     ArrayAttr,
     BoolAttr,
+    DenseArrayBase,
     FloatAttr,
     I64,
     IntAttr,
@@ -144,7 +145,8 @@ class TensorType(ParametrizedAttribute, TypeAttribute):
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         with parser.in_angle_brackets():
             dims, elt = parser.parse_ranked_shape()
-        return (ArrayAttr([IntAttr(d) for d in dims]), elt)
+        # the parser reads `?` as xDSL's DYNAMIC_INDEX (-2**63); tile IR spells it DYNAMIC
+        return (ArrayAttr([IntAttr(DYNAMIC if d < 0 else d) for d in dims]), elt)
 
     def print_parameters(self, printer: Printer) -> None:
         with printer.in_angle_brackets():
@@ -172,12 +174,12 @@ def _int_prop(v: int) -> IntegerAttr:
     return IntegerAttr(v, i64)
 
 
-def _ints(values: Sequence[int]) -> ArrayAttr:
-    return ArrayAttr([IntAttr(v) for v in values])
+def _ints(values: Sequence[int]) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, values)
 
 
-def _get_ints(attr: ArrayAttr) -> tuple[int, ...]:
-    return tuple(a.data for a in attr.data)
+def _get_ints(attr: DenseArrayBase) -> tuple[int, ...]:
+    return attr.get_values()
 
 
 # --------------------------------------------------------------------------- grid
@@ -223,6 +225,10 @@ class NumTilesOp(IRDLOperation):
 
     def __init__(self, axis: int):
         super().__init__(properties={"axis": _int_prop(axis)}, result_types=[i32])
+
+    def verify_(self) -> None:
+        if self.axis.value.data < 0:
+            raise VerifyException("grid axis must be >= 0")
 
 
 @irdl_op_definition
@@ -445,13 +451,13 @@ class PermuteOp(IRDLOperation):
     """Reorder a tile's axes: result dim `i` is source dim `perm[i]` (`ct.permute`, `.T`).
 
     ```mlir
-    %t = tile.permute %x {perm = [1, 0]} : !tile.tile<64x32xf16> -> !tile.tile<32x64xf16>
+    %t = tile.permute %x {perm = array<i64: 1, 0>} : !tile.tile<64x32xf16> -> !tile.tile<32x64xf16>
     ```
     """
 
     name = "tile.permute"
     source = operand_def(TileType)
-    perm = prop_def(ArrayAttr[IntAttr])
+    perm = prop_def(DenseArrayBase.constr(i64))
     result = result_def(TileType)
     traits = traits_def(Pure())
     irdl_options = (ParsePropInAttrDict(),)
@@ -647,8 +653,9 @@ class SelectOp(IRDLOperation):
 class CastOp(IRDLOperation):
     """Convert elements to another dtype (`x.astype(dtype)`).
 
-    Float -> narrower float rounds to nearest even and saturates to the largest
-    finite value (fp8/fp4 as `cvt.rn.satfinite`); float -> int truncates toward zero.
+    Float -> narrower float rounds to nearest even; f16/bf16 overflow to inf, fp8/fp4
+    saturate to the largest finite value (`cvt.rn.satfinite`); float -> int truncates
+    toward zero.
 
     ```mlir
     %h = tile.cast %x : !tile.tile<64x64xf32> -> !tile.tile<64x64xf16>

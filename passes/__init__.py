@@ -48,17 +48,19 @@ def _dce() -> type[ModulePass]:
     return DeadCodeElimination
 
 
-#: pass name -> lazy factory.  tilec's own passes first, then the xDSL passes we use.
-PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+#: the passes tilec defines: name -> lazy factory.
+TILEC_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "tile-canonicalize": _tile_canonicalize,
     "tile-verify": _tile_verify,
+}
+#: the xDSL passes tilec pipelines use, under their xDSL names.
+XDSL_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
     "cse": _cse,
     "dce": _dce,
 }
-
-#: the names in `PASSES` that tilec defines (the rest come from xDSL).
-TILEC_PASS_NAMES: tuple[str, ...] = tuple(n for n in PASSES if n.startswith("tile-"))
+#: every registered pass: tilec's first, then xDSL's.
+PASSES: dict[str, Callable[[], type[ModulePass]]] = TILEC_PASSES | XDSL_PASSES
 
 
 def get_pass(name: str) -> type[ModulePass]:

@@ -2,14 +2,14 @@
 
 Runs the patterns below to a fixpoint with xDSL's greedy driver (which also erases
 dead pure ops), then region DCE and xDSL's CSE, so `tile.splat %x` written twice
-becomes one op.  Everything here preserves results bit for bit except the
-matmul-accumulate fusion, which reassociates a float sum exactly as the hardware's
-accumulating MMA does.
+becomes one op.  Every rewrite keeps each value exactly (NaN payloads aside) except
+the matmul-accumulate fusion, which adds `acc` inside the MMA, before the products,
+as the hardware's accumulating MMA does.
 
 Input invariant:
   - any verified tile IR (`func`, `scf`, `arith`, `math`, `tile`).
 Output IR:
-  - no `tile.add` of a single-use accumulator-free `tile.matmul` (it is the `acc`);
+  - no `tile.add` of a single-use, same-block, accumulator-free `tile.matmul`;
   - no `tile.broadcast` / `tile.reshape` / `tile.cast` whose result type is its source's;
   - no scalar `tile.add/sub/mul/floordiv/rem/div` of two `arith.constant`s, and no
     scalar `x + 0`, `x - 0`, `x * 1`; no dead pure op, no duplicate pure op.
@@ -71,8 +71,10 @@ def _round_float(x: float, fmt: str) -> float:
 class FuseAddIntoMatmul(RewritePattern):
     """`tile.add %acc, tile.matmul(%a, %b)` (either order) -> `tile.matmul %a, %b, %acc`.
 
-    Only when the matmul has no `acc` yet and this add is its single use, so the
-    product is never needed on its own.  Keeps the matmul's location (the `a @ b`).
+    Only when the matmul has no `acc` yet, this add is its single use (the product is
+    never needed on its own) and both sit in one block (fusing a loop-invariant
+    matmul into an add inside the loop would redo the matmul every iteration).
+    Keeps the matmul's location (the `a @ b`).
     """
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
@@ -80,7 +82,7 @@ class FuseAddIntoMatmul(RewritePattern):
             return
         for prod, acc in ((op.rhs, op.lhs), (op.lhs, op.rhs)):
             mm = prod.owner
-            if isinstance(mm, MatmulOp) and mm.acc is None and prod.has_one_use():
+            if isinstance(mm, MatmulOp) and mm.acc is None and prod.has_one_use() and mm.parent is op.parent:
                 fused = MatmulOp(mm.lhs, mm.rhs, mm.result.type, acc=acc)
                 fused.location = mm.location
                 rewriter.replace(op, fused)
@@ -92,10 +94,12 @@ class FoldSameTypeShapeOp(RewritePattern):
     """`tile.broadcast` / `tile.reshape` / `tile.cast` whose result type equals its
     source type is the source.
 
-    Two chained casts are never merged, not even the lossless-looking round trip
-    f16 -> f32 -> f16: narrowing `tile.cast` saturates to the largest finite value,
-    so +inf comes back as 65504 (and a signalling NaN comes back quiet).  Nor is
-    `tile.permute` folded by type: a 64x64 transpose keeps its type.
+    Chained casts are never merged: whether `cast(cast(x))` is `x` depends on the
+    dtype pair.  f32 -> f16 -> f32 drops bits, float -> int -> float truncates, and
+    narrowing into fp8/fp4 saturates (f8E5M2 +inf -> f32 -> f8E5M2 gives 57344).
+    f16 -> f32 -> f16 is kept as well, although it returns every f16 number unchanged
+    (only a NaN payload may differ): one rule, "same type folds", instead of a table
+    of exact pairs.  Nor is `tile.permute` folded by type: a 64x64 transpose keeps it.
     """
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
@@ -122,14 +126,14 @@ class FoldScalarConstants(RewritePattern):
             if b == 0 and op.name in ("tile.floordiv", "tile.rem"):
                 return
             value = _INT_FOLDS[op.name](a, b)
-            lo, hi = t.value_range()
-            if op.name == "tile.floordiv" and not lo <= value < hi:
+            if op.name == "tile.floordiv" and value >= 2 ** (t.width.data - 1):  # signless = signed
                 return
             attr = IntegerAttr(value, t, truncate_bits=True)
         elif (fmt := _FLOAT_FORMATS.get(type(t))) and op.name in _FLOAT_FOLDS:
+            a, b = _round_float(a, fmt), _round_float(b, fmt)  # the parser keeps literals as f64
             if b == 0.0 and op.name == "tile.div":
                 return
-            attr = FloatAttr(_round_float(_FLOAT_FOLDS[op.name](float(a), float(b)), fmt), t)
+            attr = FloatAttr(_round_float(_FLOAT_FOLDS[op.name](a, b), fmt), t)
         else:
             return
         const = arith.ConstantOp(attr, t)
@@ -155,8 +159,9 @@ class FoldScalarIdentity(RewritePattern):
                 identity = v == 1
             elif not isinstance(v, float):
                 identity = v == 0
-            else:  # float add wants -0.0, float sub wants +0.0
-                identity = v == 0.0 and (math.copysign(1.0, v) < 0) == isinstance(op, AddOp)
+            else:  # x + -0.0 and x - +0.0 are x; x + +0.0 is not (-0.0 + +0.0 = +0.0)
+                negative = math.copysign(1.0, v) < 0
+                identity = v == 0.0 and negative == isinstance(op, AddOp)
             if identity:
                 rewriter.replace(op, [], [x])
                 return

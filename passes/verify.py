@@ -42,12 +42,16 @@ def file_location(loc: Attribute) -> FileLineColLoc | None:
 
 
 def format_error(op: Operation, message: str) -> str:
-    """`file:line:col: error: 'op.name' op message`, located at `op` or its nearest located ancestor."""
+    """`file:line:col: error: 'op.name' op message`, located at `op` or its nearest located ancestor.
+
+    The `'op.name' op` part is left out when the message already starts with the op name.
+    """
     node: Operation | None = op
     while node is not None and (loc := file_location(node.location)) is None:
         node = node.parent_op()
     where = f"{loc.filename.data}:{loc.line.data}:{loc.column.data}: " if node is not None else ""
-    return f"{where}error: '{op.name}' op {message}"
+    what = "" if message.startswith(op.name + " ") else f"'{op.name}' op "  # no 'tile.x' op tile.x ...
+    return f"{where}error: {what}{message}"
 
 
 def _failing_op(module: Operation) -> tuple[Operation, VerifyException] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tilec.errors import CompileError, SourceLoc, TilecError
+from tilec.errors import CompileError, TilecError
 
 
 @dataclass(frozen=True)
@@ -85,25 +85,15 @@ def run_pipeline(module, target: str, options: CompileOptions, stages: list | No
 
 
 def verify_module(module) -> None:
-    """Verify IR, turning xDSL's exception into a located CompileError."""
-    from xdsl.dialects.builtin import FileLineColLoc
+    """Verify IR; a failure is an internal error, reported at the kernel line that made the op."""
     from xdsl.utils.exceptions import VerifyException
 
+    from tilec.passes.verify import verify_with_locations
+
     try:
-        module.verify()
+        verify_with_locations(module)
     except VerifyException as e:
-        loc = None
-        for op in module.walk():
-            try:
-                op.verify_()
-            except VerifyException:
-                l = op.location
-                if isinstance(l, FileLineColLoc):
-                    loc = SourceLoc(l.filename.data, l.line.data, l.column.data)
-                break
-            except Exception:  # pragma: no cover - other ops' verifiers need context
-                continue
-        raise CompileError(f"internal IR verification failed: {e.args[0] if e.args else e}", loc) from None
+        raise CompileError(f"internal error: the IR tilec built does not verify: {e}") from e
 
 
 def compile_kernel(kernel, specs, target: str = "cpu", options: CompileOptions = CompileOptions()) -> Artifact:

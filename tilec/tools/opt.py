@@ -26,13 +26,13 @@ import time
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from tilec.context import TILEC_DIALECTS
-from tilec.passes import PASSES, TILEC_PASS_NAMES
+from tilec.passes import PASSES, TILEC_PASSES
 
 
 def pass_doc(name: str, available: dict) -> str:
     """The full doc of pass `name`: a tilec pass's module docstring, else the class docstring."""
     cls = available[name]()
-    if name in TILEC_PASS_NAMES:
+    if name in TILEC_PASSES:
         return sys.modules[cls.__module__].__doc__ or ""
     doc = cls.__dict__.get("__doc__") or ""  # not ModulePass's, nor a dataclass's generated signature
     return "" if doc.startswith(cls.__name__ + "(") else textwrap.dedent(doc)
@@ -88,10 +88,10 @@ class TilecOptMain(xDSLOptMain):
 
     def _passes_help(self) -> str:
         lines = ["\ntilec passes (tilec-opt --help-pass NAME for the full text):"]
-        for name in TILEC_PASS_NAMES:
+        for name in TILEC_PASSES:
             summary = pass_doc(name, self.available_passes).strip().splitlines()[0]
             lines.append(f"  {name:24} {summary.removeprefix(name + ':').strip()}")
-        others = ", ".join(n for n in self.available_passes if n not in TILEC_PASS_NAMES)
+        others = ", ".join(n for n in self.available_passes if n not in TILEC_PASSES)
         lines.append("\nxDSL passes:")
         lines += textwrap.wrap(others, 88, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
         return "\n".join(lines) + "\n"
