@@ -10,22 +10,40 @@
         ct.store_tile(Z, offset=[i * 1024], tile=x + y)
 
     add[(ct.cdiv(n, 1024),)](x, y, z)
+
+Names are loaded on first use (PEP 562), so `import tilec` and the runtime/tool
+modules do not pay for the front end (xDSL, numpy) until a kernel is defined.
 """
 
-from tilec.api import (  # noqa: F401
-    Constant, Tensor, abs, arange, argmax, argmin, astype, bid, broadcast_to, cdiv, ceil, cos, dropout,
-    erf, exp, exp2, expand_dims, floor, full, load_tile, log, log2, matmul, max, maximum, min, minimum,
-    num_tiles, ones, permute, rand, relu, reshape, rsqrt, sigmoid, sin, sqrt, static_range, store_tile,
-    sum, tanh, tile_idx, transpose, where, zeros,
-)
-from tilec.dtypes import (  # noqa: F401
-    bfloat16, bool_, float4_e2m1fn, float8_e4m3fn, float8_e5m2, float8_e8m0fnu, float16, float32, float64,
-    int8, int16, int32, int64, uint8,
-)
-from tilec.errors import CompileError, LaunchError, TilecError  # noqa: F401
-from tilec.jit import Kernel, kernel  # noqa: F401
+import importlib
 
 __version__ = "0.1.0"
+
+_API = ("Constant", "Tensor", "abs", "arange", "argmax", "argmin", "astype", "bid", "broadcast_to", "cdiv",
+        "ceil", "cos", "dropout", "erf", "exp", "exp2", "expand_dims", "floor", "full", "load_tile", "log",
+        "log2", "matmul", "max", "maximum", "min", "minimum", "num_tiles", "ones", "permute", "rand", "relu",
+        "reshape", "rsqrt", "sigmoid", "sin", "sqrt", "static_range", "store_tile", "sum", "tanh", "tile_idx",
+        "transpose", "where", "zeros")
+_DTYPES = ("bfloat16", "bool_", "float4_e2m1fn", "float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu", "float16",
+           "float32", "float64", "int8", "int16", "int32", "int64", "uint8")
+_EXPORTS = {**{n: "tilec.api" for n in _API}, **{n: "tilec.dtypes" for n in _DTYPES},
+            "CompileError": "tilec.errors", "LaunchError": "tilec.errors", "TilecError": "tilec.errors",
+            "Kernel": "tilec.jit", "kernel": "tilec.jit"}
+
+__all__ = sorted(_EXPORTS) + ["compile", "__version__"]
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tilec' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
 
 
 def compile(kernel, *args, target: str = "cpu", **options):
