@@ -22,3 +22,13 @@ def load_example(name: str):
 @pytest.fixture
 def example():
     return load_example
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """Keep the test suite's compiled kernels out of the user's ~/.cache/tilec."""
+    import os
+
+    if "TILEC_CACHE_DIR" not in os.environ:
+        os.environ["TILEC_CACHE_DIR"] = str(tmp_path_factory.mktemp("tilec-cache"))
+    yield

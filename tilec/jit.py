@@ -54,6 +54,7 @@ class Kernel:
         self.params = [Param(p.name, _param_kind(p.annotation)) for p in sig.parameters.values()]
         self.param_names = [p.name for p in self.params]
         self.static_dims: set = set()       # (param index, axis) learnt from tracing
+        self._disk_dims_loaded = False      # static_dims merged with the disk cache's yet?
         self._cache: dict = {}
         self._lock = threading.Lock()
         self.__doc__ = fn.__doc__
@@ -128,7 +129,9 @@ class Kernel:
 
     # ---------------------------------------------------------------- compiling
     def compile_for(self, args: tuple, target: str = "cpu", options=None):
-        """Bind `args`, compile (or fetch from cache) and return (artifact, run-time values)."""
+        """Bind `args`, compile (or fetch from the in-memory, then the disk cache) and
+        return (artifact, run-time values)."""
+        from tilec import cache
         from tilec.driver import CompileOptions, compile_kernel
         from tilec.frontend.state import SpecializeDims
 
@@ -139,15 +142,30 @@ class Kernel:
             hit = self._cache.get(key)
             if hit is not None:
                 return hit, values
+            if not self._disk_dims_loaded:  # first miss: start from the dims earlier runs learnt
+                self._disk_dims_loaded = True
+                if self._learn_dims(cache.load_static_dims(self), persist=False):
+                    continue
             try:
-                artifact = compile_kernel(self, specs, target, options)
+                artifact = cache.compile_cached(self, specs, target, options, compile_kernel)
             except SpecializeDims as s:
-                with self._lock:
-                    self.static_dims |= set(s.dims)
+                self._learn_dims(s.dims, persist=True)
                 continue
             self._cache[key] = artifact
             return artifact, values
         raise LaunchError(f"kernel '{self.name}': could not settle which tensor dims to specialise")
+
+    def _learn_dims(self, dims, persist: bool) -> bool:
+        """Mark tensor dims static; True if that changed anything (then re-bind)."""
+        from tilec import cache
+
+        with self._lock:
+            new = set(dims) - self.static_dims
+            self.static_dims |= new
+            snapshot = set(self.static_dims)
+        if new and persist:
+            cache.store_static_dims(self, snapshot)
+        return bool(new)
 
 
 class Launcher:
@@ -157,11 +175,17 @@ class Launcher:
 
     def __call__(self, *args):
         try:
-            artifact, values = self.kernel.compile_for(args, "cpu")
+            from tilec.runtime.launch import target_for_args
+            target = target_for_args(args)  # "cpu" for host arrays, the device's sm_* for GPU tensors
+            artifact, values = self.kernel.compile_for(args, target)
             if artifact.grid_rank > len(self.grid):
                 raise LaunchError(f"kernel '{self.kernel.name}' ({self.kernel.where}) reads grid axis "
                                   f"{artifact.grid_rank - 1} but was launched on a {len(self.grid)}-D grid "
                                   f"{self.grid}")
+            if target != "cpu":
+                from tilec.runtime.launch import launch_artifact
+                launch_artifact(artifact, values, self.grid)
+                return
             from tilec.backends.cpu.interpreter import run_kernel
             run_kernel(artifact.func, values, self.grid)
         except Exception as e:
@@ -190,14 +214,18 @@ def as_host_array(a):
         return a
     mod = type(a).__module__
     if mod.startswith("torch"):
-        if a.device.type != "cpu":
-            raise LaunchError("GPU tensors need a GPU target, which this build of tilec cannot launch yet")
+        if a.device.type != "cpu":  # a GPU tensor: dtype/shape/pointer view for the GPU launch path
+            from tilec.runtime.launch import device_array
+            return device_array(a)
         import ml_dtypes
         if str(a.dtype) == "torch.bfloat16":
             return a.view(__import__("torch").int16).numpy().view(ml_dtypes.bfloat16)
         return a.numpy()
     if hasattr(a, "__array_interface__"):
         return np.asarray(a)
+    if hasattr(a, "__cuda_array_interface__"):
+        from tilec.runtime.launch import device_array
+        return device_array(a)
     return None
 
 
