@@ -7,11 +7,39 @@ are compile-time; offsets, loop bounds and tensor dims may be run-time values.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import sys
 from typing import Generic, TypeVar
 
+from tilec.errors import CompileError, SourceLoc
 from tilec.frontend import ops
+from tilec.frontend.state import is_tracing
 
 _T = TypeVar("_T")
+
+
+def _kernel_only(fn):
+    """Mark a tile-API function usable only while a kernel is traced.  Called from plain
+    Python, it raises one CompileError located at the caller's line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not is_tracing():
+            raise CompileError(f"ct.{fn.__name__}() can only be used inside a @tilec.kernel function; "
+                               f"launch the kernel as kernel[grid](...)", _caller_loc())
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+def _caller_loc() -> SourceLoc | None:
+    frame = sys._getframe(2)
+    info = inspect.getframeinfo(frame, context=0)
+    pos = info.positions
+    if pos is None or pos.col_offset is None:
+        return SourceLoc(info.filename, info.lineno, 1)
+    end = pos.end_col_offset + 1 if pos.end_lineno == pos.lineno and pos.end_col_offset is not None else None
+    return SourceLoc(info.filename, pos.lineno, pos.col_offset + 1, end)
 
 
 class Tensor:
@@ -28,11 +56,13 @@ class Constant(Generic[_T]):
 # ------------------------------------------------------------------ grid
 
 
+@_kernel_only
 def tile_idx(axis: int):
     """Index of this program instance along launch-grid axis `axis` (an i32 scalar)."""
     return ops.tile_idx(axis)
 
 
+@_kernel_only
 def num_tiles(axis: int):
     """Number of program instances along launch-grid axis `axis` (an i32 scalar)."""
     return ops.num_tiles(axis)
@@ -44,6 +74,7 @@ bid = tile_idx
 # ------------------------------------------------------------------ memory
 
 
+@_kernel_only
 def load_tile(t, offset, size, boundary_check: bool = True, padding=0):
     """Load the tile of shape `size` whose first element is at `offset` of tensor `t`.
 
@@ -56,6 +87,7 @@ def load_tile(t, offset, size, boundary_check: bool = True, padding=0):
     return ops.load(t, offset, size, boundary_check, padding)
 
 
+@_kernel_only
 def store_tile(t, offset, tile, mode: str = "store"):
     """Write `tile` into tensor `t` at element `offset`; only in-bounds elements are written.
 
@@ -68,32 +100,38 @@ def store_tile(t, offset, tile, mode: str = "store"):
 # ------------------------------------------------------------------ math
 
 
+@_kernel_only
 def matmul(a, b, acc=None):
     """`a @ b` (+ `acc`) for 2-D tiles, batched over leading dims; accumulates in float32
     (int32 for integer inputs)."""
     return ops.matmul(a, b, acc)
 
 
+@_kernel_only
 def sum(x, axis=None, keepdims: bool = False):
     """Sum over `axis` (int, tuple, negative allowed, or None for all); float sums are float32."""
     return ops.reduce("sum", x, axis, keepdims)
 
 
+@_kernel_only
 def max(x, axis=None, keepdims: bool = False):
     """Maximum over `axis` (None: all axes)."""
     return ops.reduce("max", x, axis, keepdims)
 
 
+@_kernel_only
 def min(x, axis=None, keepdims: bool = False):
     """Minimum over `axis` (None: all axes)."""
     return ops.reduce("min", x, axis, keepdims)
 
 
+@_kernel_only
 def argmax(x, axis=None, keepdims: bool = False):
     """Index (int32) of the first maximum along `axis` (None: of the flattened tile)."""
     return ops.reduce("argmax", x, axis, keepdims)
 
 
+@_kernel_only
 def argmin(x, axis=None, keepdims: bool = False):
     """Index (int32) of the first minimum along `axis` (None: of the flattened tile)."""
     return ops.reduce("argmin", x, axis, keepdims)
@@ -104,7 +142,7 @@ def _unary(kind: str, doc: str):
         return ops.unary(kind, x)
     f.__name__ = f.__qualname__ = kind
     f.__doc__ = doc
-    return f
+    return _kernel_only(f)
 
 
 exp = _unary("exp", "Elementwise e**x (integers are cast to float32 first).")
@@ -124,16 +162,19 @@ abs = _unary("abs", "Elementwise absolute value.")
 relu = _unary("relu", "Elementwise max(x, 0).")
 
 
+@_kernel_only
 def maximum(a, b):
     """Elementwise maximum with broadcasting (NaN-propagating)."""
     return ops.binary("maximum", a, b)
 
 
+@_kernel_only
 def minimum(a, b):
     """Elementwise minimum with broadcasting (NaN-propagating)."""
     return ops.binary("minimum", a, b)
 
 
+@_kernel_only
 def where(cond, a, b):
     """Elementwise `a` where `cond` else `b`, with broadcasting."""
     return ops.where(cond, a, b)
@@ -142,31 +183,37 @@ def where(cond, a, b):
 # ------------------------------------------------------------------ shapes
 
 
+@_kernel_only
 def transpose(x):
     """Swap the last two axes of a tile."""
     return ops.transpose(x)
 
 
+@_kernel_only
 def permute(x, axes):
     """Reorder axes: result axis i is `x`'s axis `axes[i]`."""
     return ops.permute(x, axes)
 
 
+@_kernel_only
 def reshape(x, shape):
     """Same elements (row-major order), new compile-time shape."""
     return ops.reshape(x, shape)
 
 
+@_kernel_only
 def broadcast_to(x, shape):
     """Stretch size-1 (or missing leading) dims to `shape`."""
     return ops.broadcast_to(x, shape)
 
 
+@_kernel_only
 def expand_dims(x, axis: int):
     """Insert a size-1 axis at `axis`."""
     return ops.expand_dims(x, axis)
 
 
+@_kernel_only
 def astype(x, dtype):
     """Convert to `dtype` (float narrowing rounds to nearest even, saturating for fp8/fp4)."""
     return ops.cast(x, dtype)
@@ -175,32 +222,38 @@ def astype(x, dtype):
 # ------------------------------------------------------------------ creation and random
 
 
+@_kernel_only
 def full(shape, value, dtype=None):
     """A tile of compile-time `shape` filled with `value` (a number or run-time scalar)."""
     return ops.full(shape, value, dtype)
 
 
+@_kernel_only
 def zeros(shape, dtype="float32"):
     """A tile of zeros (float32 by default)."""
     return ops.full(shape, 0, dtype)
 
 
+@_kernel_only
 def ones(shape, dtype="float32"):
     """A tile of ones (float32 by default)."""
     return ops.full(shape, 1, dtype)
 
 
+@_kernel_only
 def arange(start, stop=None):
     """The int32 tile [start, ..., stop-1] (compile-time bounds)."""
     return ops.arange(start, stop)
 
 
+@_kernel_only
 def rand(seed, offsets):
     """Uniform float32 in [0, 1) per element of the integer tile `offsets`, from
     Philox4x32-10 keyed by `seed` (same numbers on every backend, as Triton's tl.rand)."""
     return ops.rand(seed, offsets)
 
 
+@_kernel_only
 def dropout(x, p, seed, offsets=None):
     """Zero each element of `x` with probability `p` and scale the rest by 1/(1-p).
 

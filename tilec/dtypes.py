@@ -8,6 +8,8 @@ builtin type.  The promotion rules are numpy-like with "weak" Python scalars:
 * two integers: the wider one (signed wins at equal width: u8 + i8 -> i16);
 * two floats: the wider one; two different floats of equal width (f16 + bf16,
   e4m3 + e5m2) promote to the next wider standard float (f32, f16);
+* the scale type e8m0 (powers of two, no zero or sign) promotes like bf16, which holds
+  all its values: e8m0 + e4m3 -> bf16, e8m0 + f16 -> f32;
 * a Python ``int`` or ``float`` takes the tile's dtype (``f16_tile * 2.0`` is f16),
   except ``int_tile * 2.5``, which is f32;
 * ``matmul`` accumulates floats in f32 and integers in i32.
@@ -117,6 +119,8 @@ def lookup(name) -> DType:
         return name
     if isinstance(name, str) and name in BY_NAME:
         return BY_NAME[name]
+    if name is None or isinstance(name, str):  # np.dtype(None) would be float64
+        raise KeyError(f"unknown dtype {name!r}")
     try:
         return from_numpy(name)
     except (TypeError, KeyError):
@@ -128,6 +132,10 @@ _NEXT_WIDER_FLOAT = {16: float32, 8: float16, 4: float8_e4m3fn, 32: float64}
 
 def promote(a: DType, b: DType) -> DType:
     """Result dtype of a binary op between two tiles (see the module docstring)."""
+    if a is b:
+        return a
+    # e8m0 (powers of two only, no zero, no sign) promotes like bf16, which holds all its values
+    a, b = (bfloat16 if x is float8_e8m0fnu else x for x in (a, b))
     if a is b:
         return a
     order = {"bool": 0, "uint": 1, "int": 1, "float": 2}

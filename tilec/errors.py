@@ -40,7 +40,46 @@ class CompileError(TilecError):
 
 
 class LaunchError(TilecError, TypeError):
-    """A launch (`kernel[grid](*args)`) got the wrong grid or arguments."""
+    """A launch (`kernel[grid](*args)`) got the wrong grid or arguments.
+
+    The message starts with the location of the launch: the innermost calling frame
+    outside tilec (`train.py:40:5: error: kernel 'add' takes 3 arguments ...`)."""
+
+    def __init__(self, message: str, loc: SourceLoc | None = None):
+        self.message = message
+        self.loc = loc if loc is not None else user_frame_loc()
+        super().__init__(format_diagnostic(message, self.loc))
+
+
+def _tilec_dirs() -> tuple[str, ...]:
+    import os
+    import sys
+
+    dirs = []
+    for name in ("tilec", "tilec.dialects", "tilec.passes", "tilec.backends"):
+        mod = sys.modules.get(name)
+        if mod is not None and getattr(mod, "__file__", None):
+            dirs.append(os.path.dirname(os.path.abspath(mod.__file__)) + os.sep)
+    return tuple(dirs)
+
+
+def user_frame_loc() -> SourceLoc | None:
+    """Where the innermost frame outside tilec's own packages is (the user's call)."""
+    import inspect
+    import os
+    import sys
+
+    skip = _tilec_dirs()
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    pos = inspect.getframeinfo(frame, context=0).positions
+    if pos is None or pos.lineno is None or pos.col_offset is None:
+        return SourceLoc(frame.f_code.co_filename, frame.f_lineno, 1)
+    end = pos.end_col_offset + 1 if pos.end_lineno == pos.lineno and pos.end_col_offset is not None else None
+    return SourceLoc(frame.f_code.co_filename, pos.lineno, pos.col_offset + 1, end)
 
 
 def format_diagnostic(message: str, loc: SourceLoc | None, severity: str = "error") -> str:

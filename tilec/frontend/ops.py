@@ -40,6 +40,11 @@ def _value(op, dtype: dt.DType, shape, deps=frozenset()) -> Value:
 def constant(v, dtype: dt.DType | None = None) -> Value:
     """A scalar constant of `dtype` (default: the Python value's natural dtype)."""
     dtype = dtype or dt.python_scalar_dtype(v)
+    if dtype.is_int and not isinstance(v, bool) and isinstance(v, int):
+        lo, hi = (0, 2 ** dtype.bits) if dtype.kind == "uint" else (-2 ** (dtype.bits - 1), 2 ** (dtype.bits - 1))
+        if not lo <= v < hi:
+            _fail(f"the Python int {v} does not fit in {dtype.api_name}; "
+                  f"cast the other operand first, e.g. .astype(ct.int64)")
     if dtype.is_float:
         attr = FloatAttr(float(v), dtype.ir_type)
     elif dtype is dt.bool_:
@@ -54,7 +59,8 @@ def static_int(v, what: str) -> int:
     if isinstance(v, Value):
         if v.deps:
             raise SpecializeDims(v.deps)
-        _fail(f"{what} must be a compile-time constant, got a run-time value")
+        _fail(f"{what} must be a compile-time constant, got a run-time value "
+              f"(pass it as a ct.Constant[int] kernel argument)")
     if isinstance(v, bool) or not isinstance(v, int):
         try:
             import numpy as np
@@ -214,8 +220,13 @@ def where(cond, a, b) -> Value:
         return a if cond else b
     if cond.dtype is not dt.bool_:
         cond = compare("ne", cond, 0)
+    if isinstance(a, Scalar) and isinstance(b, Scalar):  # `1.5 if c else 2`: both weak
+        a = constant(a, dt.promote(dt.python_scalar_dtype(a), dt.python_scalar_dtype(b)))
     a, b = _unify(a, b)
-    shape = T.broadcast_shapes(cond.shape or (), a.shape or ()) if (cond.shape or a.shape) else None
+    try:
+        shape = T.broadcast_shapes(cond.shape or (), a.shape or ()) if (cond.shape or a.shape) else None
+    except T.ShapeError as e:
+        _fail(f"ct.where: {e}")
     if shape is not None:
         cond, a, b = broadcast_to(cond, shape), broadcast_to(a, shape), broadcast_to(b, shape)
     return _value(_emit(T.SelectOp(cond.ssa, a.ssa, b.ssa)), a.dtype, a.shape)
@@ -322,6 +333,8 @@ def reduce(kind: str, x, axis=None, keepdims: bool = False) -> Value:
         r = reduce(kind, flat, 0, False)
         return reshape(r, (1,) * x.ndim) if keepdims else r
     if isinstance(axis, (tuple, list)):
+        if kind in ("argmax", "argmin") and len(axis) != 1:
+            _fail(f"{kind} takes one axis or None (the flattened tile), got axis={tuple(axis)}")
         axes = sorted({_norm_axis(a, x.ndim) for a in axis}, reverse=True)
         for ax in axes:
             x = reduce(kind, x, ax, True)

@@ -61,6 +61,11 @@ def current() -> TraceState:
     return state
 
 
+def is_tracing() -> bool:
+    """Whether a kernel is being traced in this context."""
+    return _ACTIVE.get() is not None
+
+
 def activate(state: TraceState):
     return _ACTIVE.set(state)
 

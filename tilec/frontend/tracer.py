@@ -53,9 +53,18 @@ class ConstantSpec:
     value: object
 
 
+class _Unusable:
+    """What a name is bound to after run-time control flow left it without one value
+    (bound in one branch only, or to different compile-time values); using it is an error."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
 class _Return(Exception):
-    def __init__(self, value):
+    def __init__(self, value, loc=None):
         self.value = value
+        self.loc = loc
 
 
 @dataclass
@@ -83,8 +92,19 @@ def parse_function(fn) -> ParsedFunction:
     src = "".join(lines)
     dedented = textwrap.dedent(src)
     indent = len(lines[0]) - len(lines[0].lstrip())
-    tree = ast.parse(dedented)
-    fdef = next(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    try:
+        tree = ast.parse(dedented)
+    except SyntaxError:
+        tree = ast.Module(body=[], type_ignores=[])
+    fdef = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+    if fdef is None:  # a lambda: trace it as `def <lambda>(args): return body`
+        lambdas = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda)]
+        if len(lambdas) != 1:
+            raise CompileError(f"cannot find the source of '{fn.__name__}' to inline it; "
+                               f"define it with 'def' on lines of its own")
+        lam = lambdas[0]
+        fdef = ast.copy_location(ast.FunctionDef(name=fn.__name__, args=lam.args, decorator_list=[],
+                                                 body=[ast.copy_location(ast.Return(lam.body), lam.body)]), lam)
     parsed = ParsedFunction(fn, fdef, inspect.getsourcefile(fn) or "<unknown>", first - 1, indent)
     _PARSED[key] = parsed
     return parsed
@@ -126,6 +146,8 @@ class FunctionTracer(ast.NodeVisitor):
         self.fn_globals = parsed.fn.__globals__
         closure = inspect.getclosurevars(parsed.fn) if parsed.fn.__closure__ else None
         self.nonlocals = dict(closure.nonlocals) if closure else {}
+        self.runtime_depth = 0      # > 0 inside a run-time `for` body or `if` branch
+        self.assign_locs: dict = {}  # name -> SourceLoc of its latest assignment
 
     # ---------------------------------------------------------------- locations
     def loc_of(self, node) -> SourceLoc | None:
@@ -145,7 +167,10 @@ class FunctionTracer(ast.NodeVisitor):
         except (CompileError, SpecializeDims, _Return):
             raise
         except Exception as e:  # a Python error while evaluating user code
-            raise CompileError(f"{type(e).__name__}: {e}", st.loc) from e
+            msg = str(e)
+            for cls, word in ((Value, "tile"), (TensorArg, "tensor")):  # our classes in user terms
+                msg = msg.replace(f"'{cls.__name__}'", f"'{word}'").replace(f"type {cls.__name__} ", f"a {word} ")
+            raise CompileError(f"{type(e).__name__}: {msg}", st.loc) from e
         finally:
             st.loc = prev
 
@@ -180,6 +205,7 @@ class FunctionTracer(ast.NodeVisitor):
 
     def assign(self, target, value):
         if isinstance(target, ast.Name):
+            self.assign_locs[target.id] = current().loc
             if isinstance(value, Value) and value.ssa.name_hint is None and not value.ssa.uses:
                 value.ssa.name_hint = target.id
             self.scope[target.id] = value
@@ -196,7 +222,10 @@ class FunctionTracer(ast.NodeVisitor):
                                   "(write tensors with ct.store_tile)")
 
     def visit_Return(self, node):
-        raise _Return(self.visit(node.value) if node.value is not None else None)
+        if self.runtime_depth:
+            raise current().error("'return' inside a run-time 'for' or 'if' is not supported; "
+                                  "guard the rest of the kernel with the 'if' instead")
+        raise _Return(self.visit(node.value) if node.value is not None else None, current().loc)
 
     def visit_Assert(self, node):
         test = self.visit(node.test)
@@ -232,18 +261,34 @@ class FunctionTracer(ast.NodeVisitor):
 
         then_scope, then_block = self._trace_branch(node.body, before)
         else_scope, else_block = self._trace_branch(node.orelse, before)
-        names = [n for n in candidates
-                 if n in then_scope and n in else_scope
-                 and isinstance(then_scope[n], (Value, int, float))
-                 and isinstance(else_scope[n], (Value, int, float))
-                 and (isinstance(then_scope[n], Value) or isinstance(else_scope[n], Value)
-                      or then_scope[n] != else_scope[n])]
-        results = []
+        results, same = [], {}
         st = current()
-        for n in names:
+        for n in candidates:
+            if n not in then_scope or n not in else_scope:
+                same[n] = _Unusable(f"'{n}' is assigned in only one branch of the run-time 'if' on line "
+                                    f"{st.loc.line}; assign it before the 'if' too")
+                continue
             a, b = then_scope[n], else_scope[n]
-            va = self._materialise_in(then_block, a, b)
-            vb = self._materialise_in(else_block, b, va)
+            numbers = [isinstance(x, (int, float)) for x in (a, b)]
+            if not isinstance(a, Value) and not isinstance(b, Value) and (not all(numbers) or _same(a, b)):
+                same[n] = a if _same(a, b) else _Unusable(
+                    f"'{n}' is the compile-time value {a!r} in one branch and {b!r} in the other of the "
+                    f"run-time 'if' on line {st.loc.line}")
+                continue
+            if not all(isinstance(x, Value) or f for x, f in zip((a, b), numbers)):
+                same[n] = _Unusable(f"'{n}' is {_describe(a)} in one branch and {_describe(b)} in the other "
+                                    f"of the run-time 'if' on line {st.loc.line}")
+                continue
+            if all(numbers):  # two Python numbers: one dtype for both (1 vs 2.5 -> float32)
+                d = dt.promote(dt.python_scalar_dtype(a), dt.python_scalar_dtype(b))
+                va, vb = self._materialise_in(then_block, a, dtype=d), self._materialise_in(else_block, b, dtype=d)
+            else:
+                like = a if isinstance(a, Value) else b
+                va, vb = self._materialise_in(then_block, a, like), self._materialise_in(else_block, b, like)
+            if va.dtype is not vb.dtype and any(numbers):  # weak Python number: promote both sides
+                common = dt.promote(va.dtype, vb.dtype)
+                va = self._materialise_in(then_block, va, dtype=common)
+                vb = self._materialise_in(else_block, vb, dtype=common)
             if va.dtype is not vb.dtype or va.shape != vb.shape:
                 raise st.error(f"'{n}' has type {_describe(va)} in one branch and {_describe(vb)} in the other")
             results.append((n, va, vb))
@@ -252,22 +297,28 @@ class FunctionTracer(ast.NodeVisitor):
         if_op = st.emit(scf.IfOp(test.ssa, [r[1].ssa.type for r in results],
                                  Region(then_block), Region(else_block)))
         self.scope = before
+        self.scope.update(same)
         for (n, va, _), res in zip(results, if_op.results):
+            res.name_hint = n
             self.scope[n] = Value(res, va.dtype, va.shape)
-        # names bound only in one branch (or non-IR values) stay as they were before
 
     def _trace_branch(self, stmts, before):
         block = Block()
         self.scope = dict(before)
-        with_builder(block, lambda: self.run_body(stmts))
+        self.runtime_depth += 1
+        try:
+            with_builder(block, lambda: self.run_body(stmts))
+        finally:
+            self.runtime_depth -= 1
         return self.scope, block
 
-    def _materialise_in(self, block, v, like):
-        if isinstance(v, Value):
+    def _materialise_in(self, block, v, like=None, dtype=None):
+        """`v` as a Value made in `block`: of `dtype` if given, else weakly promoted with `like`."""
+        if isinstance(v, Value) and (dtype is None or v.dtype is dtype):
             return v
-        out = []
-        with_builder(block, lambda: out.append(ops.as_value(v, like if isinstance(like, Value) else None)))
-        return out[0]
+        if isinstance(v, Value):
+            return with_builder(block, lambda: ops.cast(v, dtype))
+        return with_builder(block, lambda: ops.constant(v, dtype) if dtype is not None else ops.as_value(v, like))
 
     # ---- for
     def visit_For(self, node):
@@ -321,25 +372,40 @@ class FunctionTracer(ast.NodeVisitor):
                 carried.append(n)
         inits = [ops.as_value(before[n]) for n in carried]
         block = Block(arg_types=[dt.int32.ir_type, *[v.ssa.type for v in inits]])
+        block.args[0].name_hint = node.target.id
         self.scope[node.target.id] = Value(block.args[0], dt.int32, None)
         for n, v, arg in zip(carried, inits, block.args[1:]):
+            arg.name_hint = n
             self.scope[n] = Value(arg, v.dtype, v.shape)
 
+        end_scope = {}
+
         def body():
-            self.run_body(node.body)
+            self.runtime_depth += 1
+            try:
+                self.run_body(node.body)
+            finally:
+                self.runtime_depth -= 1
+            end_scope.update(self.scope)
             outs = []
             for n, v in zip(carried, inits):
                 new = self.scope.get(n)
                 if isinstance(new, (int, float)):
                     new = ops.as_value(new, v)
+                where = self.assign_locs.get(n) or st.loc  # the assignment that changed it
                 if not isinstance(new, Value) or new.shape != v.shape:
-                    raise st.error(f"loop-carried '{n}' changes from {_describe(v)} to {_describe(new)} "
-                                   f"inside the loop; give it its final shape before the loop "
-                                   f"(e.g. ct.zeros(...))")
+                    raise CompileError(f"loop-carried '{n}' changes from {_describe(v)} to {_describe(new)} "
+                                       f"inside the loop; give it its final shape before the loop "
+                                       f"(e.g. ct.zeros(...))", where)
                 if new.dtype is not v.dtype:
                     if isinstance(before[n], Value):
-                        raise st.error(f"loop-carried '{n}' changes dtype from {v.dtype.api_name} to "
-                                       f"{new.dtype.api_name} inside the loop; cast it with .astype(...)")
+                        raise CompileError(f"loop-carried '{n}' changes dtype from {v.dtype.api_name} to "
+                                           f"{new.dtype.api_name} inside the loop; cast it with .astype(...)",
+                                           where)
+                    if dt.promote(v.dtype, new.dtype) is not v.dtype:  # a Python number: never narrow it
+                        raise CompileError(f"loop-carried '{n}' starts as the Python number {before[n]!r} "
+                                           f"({v.dtype.api_name}) but becomes {new.dtype.api_name} inside the "
+                                           f"loop; start it with that type (e.g. '{n} = 0.0')", where)
                     new = ops.cast(new, v.dtype)
                 outs.append(new.ssa)
             st.emit(scf.YieldOp(*outs))
@@ -348,7 +414,14 @@ class FunctionTracer(ast.NodeVisitor):
         loop = st.emit(scf.ForOp(bounds[0].ssa, bounds[1].ssa, bounds[2].ssa, [v.ssa for v in inits], Region(block)))
         self.scope = before
         for n, v, res in zip(carried, inits, loop.results):
+            res.name_hint = n
             self.scope[n] = Value(res, v.dtype, v.shape)
+        for n in assigned_names(node.body) | {node.target.id}:
+            if n not in carried and n in end_scope and not (n in before and _same(before[n], end_scope[n])):
+                self.scope[n] = _Unusable(
+                    f"'{n}' is {'the loop variable' if n == node.target.id else 'assigned'} in the run-time "
+                    f"loop on line {node.lineno + self.p.line_offset} and cannot be used after it; to carry a "
+                    f"value out of the loop, give '{n}' a number or tile value before the loop")
 
     # ---------------------------------------------------------------- expressions
     def visit_Constant(self, node):
@@ -360,6 +433,8 @@ class FunctionTracer(ast.NodeVisitor):
     def lookup(self, name):
         for table in (self.scope, self.nonlocals, self.fn_globals):
             if name in table:
+                if isinstance(table[name], _Unusable):
+                    raise current().error(table[name].message)
                 return table[name]
         if hasattr(builtins, name):
             return getattr(builtins, name)
@@ -389,8 +464,8 @@ class FunctionTracer(ast.NodeVisitor):
         index = self.visit(node.slice)
         if isinstance(base, Value):
             return base[index]
-        if isinstance(index, Value):
-            raise current().error("cannot index a Python sequence with a run-time value")
+        if isinstance(index, Value):  # a tensor dim specialises; other run-time values cannot index
+            index = ops.static_int(index, "an index into a Python sequence")
         return base[index]
 
     def visit_BinOp(self, node):
@@ -426,8 +501,9 @@ class FunctionTracer(ast.NodeVisitor):
         for op, comp in zip(node.ops, node.comparators):
             right = self.visit(comp)
             if isinstance(op, (ast.Is, ast.IsNot, ast.In, ast.NotIn)):
-                if isinstance(left, Value) or isinstance(right, Value):
-                    raise current().error("'is' and 'in' need compile-time operands")
+                # identity is known while tracing (`t is None` on a tile is fine); membership is not
+                if isinstance(op, (ast.In, ast.NotIn)) and (isinstance(left, Value) or isinstance(right, Value)):
+                    raise current().error("'in' needs compile-time operands")
                 r = {ast.Is: operator.is_, ast.IsNot: operator.is_not,
                      ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}[type(op)](left, right)
             else:
@@ -500,7 +576,19 @@ def with_builder(block: Block, thunk):
         st.builder = saved
 
 
+def _same(a, b) -> bool:
+    """Whether two compile-time values are interchangeable (`is`, or equal and of one type)."""
+    if a is b:
+        return True
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:
+        return False
+
+
 def _describe(v) -> str:
+    if isinstance(v, types.ModuleType):
+        return f"module '{v.__name__}'"
     if isinstance(v, Value):
         return f"a scalar of {v.dtype.api_name}" if v.is_scalar else f"a {list(v.shape)} tile of {v.dtype.api_name}"
     return repr(v)
@@ -558,7 +646,7 @@ def trace_kernel(fn, specs: list, param_names: list[str]):
         except _Return as r:
             if r.value is not None:
                 raise CompileError("a kernel cannot return a value; write results with ct.store_tile",
-                                   state.loc) from None
+                                   r.loc) from None
         state.emit(func.ReturnOp())
     finally:
         deactivate(token)

@@ -47,6 +47,8 @@ class Value:
 
     def __index__(self):
         from tilec.frontend import state
+        if self.deps:  # a tensor dim needed as a Python int: the JIT specialises on it
+            raise state.SpecializeDims(self.deps)
         raise state.current().error("a run-time value cannot be used where a compile-time integer is needed")
 
     def __iter__(self):
@@ -80,6 +82,8 @@ class Value:
     def __rxor__(self, o): return self._bin("xor", o, True)
     def __lshift__(self, o): return self._bin("shl", o)
     def __rshift__(self, o): return self._bin("shr", o)
+    def __rlshift__(self, o): return self._bin("shl", o, True)
+    def __rrshift__(self, o): return self._bin("shr", o, True)
 
     def __matmul__(self, o):
         from tilec.frontend import ops
@@ -179,3 +183,16 @@ class TensorArg:
 
     def __repr__(self) -> str:
         return f"<tensor argument {self.name}: {self.dtype.api_name}, rank {self.ndim}>"
+
+
+def _tensor_misuse(self, *args):
+    from tilec.frontend import state
+    raise state.current().error(f"tensor argument '{self.name}' cannot be used as a value or indexed; "
+                                f"load a tile from it with ct.load_tile")
+
+
+for _op in ("add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv", "rfloordiv",
+            "mod", "rmod", "pow", "rpow", "matmul", "rmatmul", "and", "rand", "or", "ror", "xor", "rxor",
+            "lshift", "rlshift", "rshift", "rrshift", "lt", "le", "gt", "ge", "neg", "pos", "abs", "invert",
+            "getitem", "bool", "iter"):
+    setattr(TensorArg, f"__{_op}__", _tensor_misuse)
