@@ -147,7 +147,7 @@ def test_numpy_and_ir_round_trip(d):
     assert (d.np_dtype.kind == "f" or d.np_dtype.kind == "V") == d.is_float or d is dt.bool_
 
 
-@pytest.mark.xfail(strict=True, reason="tilec/__init__.py: _DTYPES lacks 'uint32' (reported)")
+
 def test_every_dtype_is_exported():
     for d in dt.ALL:
         assert getattr(ct, d.api_name if d is not dt.bool_ else "bool_") is d, d

@@ -25,7 +25,7 @@ _API = ("Constant", "Tensor", "abs", "arange", "argmax", "argmin", "astype", "bi
         "reshape", "rsqrt", "sigmoid", "sin", "sqrt", "static_range", "store_tile", "sum", "tanh", "tile_idx",
         "transpose", "where", "zeros")
 _DTYPES = ("bfloat16", "bool_", "float4_e2m1fn", "float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu", "float16",
-           "float32", "float64", "int8", "int16", "int32", "int64", "uint8")
+           "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint32")
 _EXPORTS = {**{n: "tilec.api" for n in _API}, **{n: "tilec.dtypes" for n in _DTYPES},
             "CompileError": "tilec.errors", "LaunchError": "tilec.errors", "TilecError": "tilec.errors",
             "Kernel": "tilec.jit", "kernel": "tilec.jit"}
@@ -50,6 +50,10 @@ def compile(kernel, *args, target: str = "cpu", **options):
     """Compile `kernel` ahead of time for example `args`; returns the driver's Artifact
     (`artifact.stages` holds the IR after each pass when `keep_ir=True`)."""
     from tilec.driver import CompileOptions
+    from tilec.errors import TilecError
 
-    artifact, _ = kernel.compile_for(args, target, CompileOptions(**options))
+    try:
+        artifact, _ = kernel.compile_for(args, target, CompileOptions(**options))
+    except TilecError as e:
+        raise e.with_traceback(None) from e.__cause__
     return artifact

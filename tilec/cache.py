@@ -30,6 +30,8 @@ misses and are overwritten by the next store.
 
 from __future__ import annotations
 
+from tilec.errors import TilecError
+
 import ast
 import enum
 import hashlib
@@ -401,7 +403,7 @@ def _static_dims_path(kernel) -> Path | None:
         return None
     try:
         return root / "static_dims" / f"{dependency_hash(kernel.fn)}.json"
-    except (Unstable, OSError, TypeError) as e:
+    except (Unstable, OSError, TypeError, TilecError) as e:
         _debug(f"not caching the static dims of {kernel.name}: {e}")
         return None
 
@@ -443,7 +445,7 @@ def compile_cached(kernel, specs, target: str, options, compile_fn):
     if cache_dir() is not None and canonical_target(target) == "cpu":  # GPU artifacts: not yet
         try:
             key = artifact_key(kernel, specs, target, options)
-        except (Unstable, OSError, TypeError) as e:
+        except (Unstable, OSError, TypeError, TilecError) as e:
             _debug(f"not caching {kernel.name}: {e}")
         if key is not None:
             hit = load_artifact(key)

@@ -92,6 +92,7 @@ def load_kernels(path: str):
 def compile_command(args) -> int:
     from tilec.driver import CompileOptions, compile_kernel
     from tilec.errors import TilecError
+    from tilec.frontend.state import SpecializeDims
     from tilec.pipelines import canonical_target, pipeline_for
 
     target = canonical_target(args.target)
@@ -117,7 +118,13 @@ def compile_command(args) -> int:
                              print_ir_after=tuple(args.print_ir_after or ()), debuginfo=args.debuginfo)
     outputs = []
     for kernel in kernels.values():
-        artifact = compile_kernel(kernel, specs_for(kernel, given), target, options)
+        specs = specs_for(kernel, given)
+        try:
+            artifact = compile_kernel(kernel, specs, target, options)
+        except SpecializeDims as s:
+            dims = ", ".join(f"dim {axis} of '{kernel.param_names[i]}'" for i, axis in sorted(s.dims))
+            raise TilecError(f"kernel '{kernel.name}' uses {dims} as a compile-time size; give it a static "
+                             f"size in --arg (e.g. --arg {kernel.param_names[sorted(s.dims)[0][0]]}=f32[?,64])") from None
         for name, text in artifact.stages:
             if args.print_ir_after_all or name in (args.print_ir_after or ()):
                 print(f"// -----// IR Dump After {name} ({kernel.name}) //----- //\n{text}", file=sys.stderr)
@@ -126,12 +133,14 @@ def compile_command(args) -> int:
             for n, (name, text) in enumerate(artifact.stages):
                 with open(os.path.join(args.dump_dir, f"{kernel.name}.{n:02d}.{name}.mlir"), "w") as f:
                     f.write(text)
-        outputs.append(artifact.emit(args.emit))
-    text = "\n".join(outputs)
+        outputs.append(artifact.emit(args.emit, args.debuginfo) if args.emit in ('tile', 'ir') else artifact.emit(args.emit))
+    text = b"".join(outputs) if outputs and isinstance(outputs[0], bytes) else "\n".join(outputs)
     if args.output:
         mode = "wb" if isinstance(text, bytes) else "w"
         with open(args.output, mode) as f:
             f.write(text)
+    elif isinstance(text, bytes):  # --emit cubin
+        sys.stdout.buffer.write(text)
     else:
         print(text)
     return 0

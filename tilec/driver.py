@@ -31,6 +31,8 @@ class Artifact:
     grid_rank: int                 # number of grid axes the kernel reads
     stages: list = field(default_factory=list)   # [(stage name, IR text)]
     compile_seconds: float = 0.0
+    gpu: object = None             # GPU targets: backends.ptx.emitter.PtxKernel (PTX text + ABI)
+    _cubin: bytes | None = field(default=None, repr=False)
 
     @property
     def func(self):
@@ -39,10 +41,24 @@ class Artifact:
     def ir(self) -> str:
         return str(self.module)
 
-    def emit(self, kind: str):
+    def cubin(self) -> bytes:
+        """The PTX assembled by ptxas for this artifact's target (cached)."""
+        if self.gpu is None:
+            raise TilecError(f"a cubin needs a GPU target, not '{self.target}'")
+        if self._cubin is None:
+            from tilec.backends.ptx.ptxas import assemble
+
+            self._cubin, _ = assemble(self.gpu.ptx, self.gpu.target, name=f"{self.name}.ptx")
+        return self._cubin
+
+    def emit(self, kind: str, debuginfo: bool = False):
         """The artifact as `tile` / `ir` text (or, on GPU targets, `ptx` text / `cubin` bytes)."""
         if kind in ("tile", "ir"):
-            return self.ir()
+            return _print(self.module, debuginfo)
+        if kind == "ptx" and self.gpu is not None:
+            return self.gpu.ptx
+        if kind == "cubin" and self.gpu is not None:
+            return self.cubin()
         raise TilecError(f"--emit {kind} is not available for target '{self.target}'")
 
 
@@ -69,9 +85,9 @@ def run_pipeline(module, target: str, options: CompileOptions, stages: list | No
 
     from tilec.context import make_context
     from tilec.passes import PASSES
-    from tilec.pipelines import pipeline_for
+    from tilec.pipelines import passes_for
 
-    names = pipeline_for(target)
+    names = passes_for(target)
     ctx = make_context()
     def callback(prev, mod, _next):
         if prev is None:
@@ -109,4 +125,21 @@ def compile_kernel(kernel, specs, target: str = "cpu", options: CompileOptions =
         run_pipeline(module, target, options, stages)
     except TilecError:
         raise
-    return Artifact(kernel.name, target, module, state.max_grid_axis + 1, stages, time.perf_counter() - t0)
+    gpu = _emit_gpu(kernel, module, target, options, stages)
+    return Artifact(kernel.name, target, module, state.max_grid_axis + 1, stages, time.perf_counter() - t0,
+                    gpu=gpu)
+
+
+def _emit_gpu(kernel, module, target: str, options: CompileOptions, stages: list):
+    """The final stage of a GPU pipeline: PTX text and launch ABI (None for the CPU)."""
+    from tilec.pipelines import FINAL_STAGES, canonical_target, pipeline_for
+
+    target = canonical_target(target)
+    if not any(n in FINAL_STAGES for n in pipeline_for(target)):
+        return None
+    from tilec.backends.ptx.emitter import emit_kernel
+
+    gpu = emit_kernel(module, target, num_warps=int(getattr(kernel, "options", {}).get("num_warps", 4)))
+    if options.keep_ir or "emit-ptx" in options.print_ir_after:
+        stages.append(("emit-ptx", gpu.ptx))
+    return gpu

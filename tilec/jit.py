@@ -50,7 +50,7 @@ class Kernel:
         self.fn = fn
         self.name = fn.__name__
         self.options = options
-        sig = inspect.signature(fn)
+        sig = self.signature = inspect.signature(fn)
         self.params = [Param(p.name, _param_kind(p.annotation)) for p in sig.parameters.values()]
         self.param_names = [p.name for p in self.params]
         self.static_dims: set = set()       # (param index, axis) learnt from tracing
@@ -79,6 +79,18 @@ class Kernel:
                           f"{self.name}[grid](...)")
 
     # ---------------------------------------------------------------- binding
+    def complete_args(self, args: tuple, kwargs: dict) -> tuple:
+        """Positional arguments with keywords and parameter defaults filled in."""
+        if not kwargs and len(args) == len(self.params):
+            return args
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise LaunchError(f"kernel '{self.name}' ({self.where}) takes {len(self.params)} arguments "
+                              f"({', '.join(self.param_names)}), got {len(args) + len(kwargs)}: {e}") from None
+        bound.apply_defaults()
+        return tuple(bound.arguments[p.name] for p in self.params)
+
     def bind(self, args: tuple) -> tuple[list, list]:
         """Specs (for compiling) and run-time values (for launching) of `args`."""
         from tilec.frontend.tracer import ConstantSpec, ScalarSpec, TensorSpec
@@ -173,8 +185,9 @@ class Launcher:
         self.kernel = kernel
         self.grid = grid
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         try:
+            args = self.kernel.complete_args(args, kwargs)
             from tilec.runtime.launch import target_for_args
             target = target_for_args(args)  # "cpu" for host arrays, the device's sm_* for GPU tensors
             artifact, values = self.kernel.compile_for(args, target)
