@@ -78,16 +78,8 @@ class ShapeError(ValueError):
 # --------------------------------------------------------------------------- types
 
 
-@irdl_attr_definition
-class TileType(ParametrizedAttribute, TypeAttribute):
-    """A statically shaped block of elements held by one program instance.
-
-    `!tile.tile<64x32xf16>`; rank 0 (`!tile.tile<f32>`) is the result of a full reduction.
-    """
-
-    name = "tile.tile"
-    shape: ArrayAttr[IntAttr]
-    element_type: Attribute
+class _ShapedType:
+    """Shape accessors shared by `TileType` and `TensorType`."""
 
     def __init__(self, shape: Sequence[int], element_type: Attribute):
         super().__init__(ArrayAttr([IntAttr(d) for d in shape]), element_type)
@@ -98,6 +90,18 @@ class TileType(ParametrizedAttribute, TypeAttribute):
     @property
     def rank(self) -> int:
         return len(self.shape.data)
+
+
+@irdl_attr_definition
+class TileType(_ShapedType, ParametrizedAttribute, TypeAttribute):
+    """A statically shaped block of elements held by one program instance.
+
+    `!tile.tile<64x32xf16>`; rank 0 (`!tile.tile<f32>`) is the result of a full reduction.
+    """
+
+    name = "tile.tile"
+    shape: ArrayAttr[IntAttr]
+    element_type: Attribute
 
     @property
     def numel(self) -> int:
@@ -121,7 +125,7 @@ class TileType(ParametrizedAttribute, TypeAttribute):
 
 
 @irdl_attr_definition
-class TensorType(ParametrizedAttribute, TypeAttribute):
+class TensorType(_ShapedType, ParametrizedAttribute, TypeAttribute):
     """A tensor in global memory, row-major with unit inner stride.
 
     `!tile.tensor<?x64xf16>`: `?` dims are known only at run time (read with `tile.dim`).
@@ -130,16 +134,6 @@ class TensorType(ParametrizedAttribute, TypeAttribute):
     name = "tile.tensor"
     shape: ArrayAttr[IntAttr]
     element_type: Attribute
-
-    def __init__(self, shape: Sequence[int], element_type: Attribute):
-        super().__init__(ArrayAttr([IntAttr(d) for d in shape]), element_type)
-
-    def get_shape(self) -> tuple[int, ...]:
-        return tuple(d.data for d in self.shape.data)
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape.data)
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
@@ -185,8 +179,24 @@ def _get_ints(attr: DenseArrayBase) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- grid
 
 
+class GridAxisOp(IRDLOperation):
+    """Base of the ops that read one axis of the launch grid."""
+
+    axis = prop_def(IntegerAttr[I64])
+    result = result_def(i32)
+    traits = traits_def(Pure())
+    assembly_format = "$axis attr-dict"
+
+    def __init__(self, axis: int):
+        super().__init__(properties={"axis": _int_prop(axis)}, result_types=[i32])
+
+    def verify_(self) -> None:
+        if self.axis.value.data < 0:
+            raise VerifyException("grid axis must be >= 0")
+
+
 @irdl_op_definition
-class TileIdxOp(IRDLOperation):
+class TileIdxOp(GridAxisOp):
     """Index of this program instance along grid axis `axis` (`ct.tile_idx(axis)`).
 
     ```mlir
@@ -195,21 +205,10 @@ class TileIdxOp(IRDLOperation):
     """
 
     name = "tile.tile_idx"
-    axis = prop_def(IntegerAttr[I64])
-    result = result_def(i32)
-    traits = traits_def(Pure())
-    assembly_format = "$axis attr-dict"
-
-    def __init__(self, axis: int):
-        super().__init__(properties={"axis": _int_prop(axis)}, result_types=[i32])
-
-    def verify_(self) -> None:
-        if self.axis.value.data < 0:
-            raise VerifyException("grid axis must be >= 0")
 
 
 @irdl_op_definition
-class NumTilesOp(IRDLOperation):
+class NumTilesOp(GridAxisOp):
     """Number of program instances along grid axis `axis` (`ct.num_tiles(axis)`).
 
     ```mlir
@@ -218,17 +217,6 @@ class NumTilesOp(IRDLOperation):
     """
 
     name = "tile.num_tiles"
-    axis = prop_def(IntegerAttr[I64])
-    result = result_def(i32)
-    traits = traits_def(Pure())
-    assembly_format = "$axis attr-dict"
-
-    def __init__(self, axis: int):
-        super().__init__(properties={"axis": _int_prop(axis)}, result_types=[i32])
-
-    def verify_(self) -> None:
-        if self.axis.value.data < 0:
-            raise VerifyException("grid axis must be >= 0")
 
 
 @irdl_op_definition
