@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import time
+import weakref
 
 import ml_dtypes
 import numpy as np
@@ -13,7 +15,10 @@ from xdsl.dialects import arith, builtin, func, scf
 from xdsl.parser import Parser
 
 from tilec.backends.cpu import interpret_module, philox4x32_10, run_kernel
-from tilec.backends.cpu import interpreter as interp
+from tilec.backends.cpu import interpreter as cpu_interp
+from tilec.backends.cpu import matmul as cpu_matmul
+from tilec.backends.cpu import memory as cpu_memory
+from tilec.backends.cpu import tile_box
 from tilec.dialects.tile import Tile
 
 
@@ -295,16 +300,16 @@ def test_k_loop_fusion_detection_and_fallback():
     for fused_acc in (True, False):
         module = parse(matmul_kernel("f32", fused_acc=fused_acc))
         loops[fused_acc] = next(op for op in module.walk() if isinstance(op, scf.ForOp))
-    assert len(interp._fusable_k_loop_matmuls(loops[True])) == 1
-    assert interp._fusable_k_loop_matmuls(loops[False]) == []
+    assert len(cpu_matmul.fusable_k_loop_matmuls(loops[True])) == 1
+    assert cpu_matmul.fusable_k_loop_matmuls(loops[False]) == []
     # tiles whose grid batches differ between iterations are accumulated step by step
     mm = next(op for op in loops[True].walk() if op.name == "tile.matmul")
-    compute = interp._matmul_fn(mm, 2)
+    compute = cpu_matmul.matmul_fn(mm, 2)
     rng = np.random.default_rng(9)
     xs = [rng.standard_normal(s).astype(np.float32) for s in ((2, 1, 4, 3), (1, 1, 4, 3))]
     ys = [rng.standard_normal((1, 3, 3, 5)).astype(np.float32) for _ in range(2)]
     acc = np.zeros((1, 1, 4, 5), np.float32)
-    got = interp._k_loop_matmul(compute, list(zip(xs, ys)), acc)
+    got = cpu_matmul.k_loop_matmul(compute, list(zip(xs, ys)), acc)
     want = xs[0].astype(np.float64) @ ys[0] + xs[1].astype(np.float64) @ ys[1]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
@@ -623,3 +628,306 @@ def test_argument_checks():
         run(VADD, [np.zeros(4, np.float64)] * 4, (1,))
     with pytest.raises(TypeError, match="arguments"):
         run(VADD, [np.zeros(4, np.float32)], (1,))
+
+
+# --------------------------------------------------------------------------- tile boxes (fast load/store path)
+
+
+def test_find_box_recognises_end_to_end_tiles():
+    col = lambda v: np.asarray(v, np.int32).reshape(-1, 1)  # noqa: E731  varies along grid axis 0
+    row = lambda v: np.asarray(v, np.int32).reshape(1, -1)  # noqa: E731  varies along grid axis 1
+    one = np.full((1, 1), 5, np.int32)
+    box = tile_box.find_box([col([0, 64, 128]), one], (64, 32))
+    assert (box.starts, box.counts, box.axes, box.extent) == ((0, 5), (3, 1), (0, -1), (192, 32))
+    box = tile_box.find_box([row([-3, 13]), col([7, 39, 71])], (16, 32))  # dims on swapped grid axes
+    assert (box.starts, box.counts, box.axes) == ((-3, 7), (2, 3), (1, 0))
+    long = np.arange(100, dtype=np.int32).reshape(-1, 1) * 8  # the numpy check (long offset arrays)
+    assert tile_box.find_box([long, one], (8, 4)).counts == (100, 1)
+    assert tile_box.find_box([long, one], (16, 4)) is None
+    assert tile_box.find_box([col([0, 128, 256]), one], (64, 32)) is None  # gaps
+    assert tile_box.find_box([col([0, 32, 64]), one], (64, 32)) is None  # overlaps
+    assert tile_box.find_box([col([128, 64, 0]), one], (64, 32)) is None  # descending
+    assert tile_box.find_box([col([0, 64, 128]), col([0, 32, 64])], (64, 32)) is None  # one axis, two dims
+    both = (np.arange(2).reshape(2, 1) * 64 + np.arange(3).reshape(1, 3) * 128).astype(np.int32)
+    assert tile_box.find_box([both, one], (64, 32)) is None  # varies along two grid axes
+
+
+def test_box_grid_views_round_trip():
+    # a rank-3 tensor: dim 0 uniform, dim 1 along grid axis 2, dim 2 along grid axis 0, grid rank 3
+    box = tile_box.Box((0, 0, 0), (1, 4, 3), (-1, 2, 0), (2, 5, 6))
+    arr = np.arange(math.prod(box.extent)).reshape(box.extent)
+    grid = tile_box.box_to_grid(arr, box, 3)
+    assert grid.shape == (3, 1, 4, 2, 5, 6) and np.shares_memory(grid, arr)
+    for a in range(3):
+        for c in range(4):
+            np.testing.assert_array_equal(grid[a, 0, c], arr[:, 5 * c:5 * c + 5, 6 * a:6 * a + 6])
+    back = tile_box.grid_to_box(grid, box, 3)
+    assert np.shares_memory(back, arr)
+    np.testing.assert_array_equal(back, arr)
+    # a value that does not vary along a box axis is broadcast to every tile of it
+    np.testing.assert_array_equal(tile_box.grid_to_box(grid[:1], box, 3), np.tile(arr[:, :, :6], (1, 1, 3)))
+
+
+COPY_KERNEL = """
+func.func @copy(%X: !tile.tensor<?x?x{dt}>, %Y: !tile.tensor<?x?x{dt}>) {{
+  %i = tile.tile_idx 0
+  %j = tile.tile_idx 1
+{offsets}
+  %cbm = arith.constant {bm} : i32
+  %cbn = arith.constant {bn} : i32
+  %pr = tile.mul %i, %cbm : i32
+  %pc = tile.mul %j, %cbn : i32
+{body}
+  func.return
+}}
+"""
+
+
+def _offset(name: str, spec) -> str:
+    """`%name = tile_idx(axis) * step + base`, or the constant `base` for axis None."""
+    axis, step, base = spec
+    if axis is None:
+        return f"  %{name} = arith.constant {base} : i32\n"
+    idx = "%i" if axis == 0 else "%j"
+    return (f"  %{name}_s = arith.constant {step} : i32\n  %{name}_b = arith.constant {base} : i32\n"
+            f"  %{name}_m = tile.mul {idx}, %{name}_s : i32\n  %{name} = tile.add %{name}_m, %{name}_b : i32\n")
+
+
+def _copy_kernel(rows, cols, bm: int, bn: int, load_at_offsets: bool, dt: str = "f32", pad: float = -1.0,
+                 mode: str = "store") -> str:
+    """Load at (rows, cols) and store at the program's own slot (i*bm, j*bn), or the reverse."""
+    tile = f"!tile.tile<{bm}x{bn}x{dt}>"
+    tensor = f"!tile.tensor<?x?x{dt}>"
+    src, dst = ("%r, %c", "%pr, %pc") if load_at_offsets else ("%pr, %pc", "%r, %c")
+    body = (f"  %t = tile.load %X[{src}] {{padding = {pad} : f64}} : {tensor} -> {tile}\n"
+            f"  tile.store %Y[{dst}], %t {{mode = \"{mode}\"}} : {tensor}, {tile}\n")
+    return COPY_KERNEL.format(dt=dt, bm=bm, bn=bn, body=body, offsets=_offset("r", rows) + _offset("c", cols))
+
+
+def _offsets_of(spec, i: int, j: int) -> int:
+    axis, step, base = spec
+    return base + ({0: i, 1: j}[axis] * step if axis is not None else 0)
+
+
+def _ref_tile(X: np.ndarray, r: int, c: int, bm: int, bn: int, pad) -> np.ndarray:
+    out = np.full((bm, bn), pad, X.dtype)
+    for a in range(bm):
+        for b in range(bn):
+            if 0 <= r + a < X.shape[0] and 0 <= c + b < X.shape[1]:
+                out[a, b] = X[r + a, c + b]
+    return out
+
+
+def _ref_put(Y: np.ndarray, r: int, c: int, t: np.ndarray, add: bool) -> None:
+    for a in range(t.shape[0]):
+        for b in range(t.shape[1]):
+            if 0 <= r + a < Y.shape[0] and 0 <= c + b < Y.shape[1]:
+                Y[r + a, c + b] = Y[r + a, c + b] + t[a, b] if add else t[a, b]
+
+
+@pytest.fixture
+def general_path_calls(monkeypatch):
+    """Counts the loads and stores that take the general (gather / scatter) path."""
+    calls = {"gather": 0, "scatter": 0}
+    for name in calls:
+        orig = getattr(cpu_memory, f"_{name}")
+
+        def counted(*a, _orig=orig, _name=name):
+            calls[_name] += 1
+            return _orig(*a)
+        monkeypatch.setattr(cpu_memory, f"_{name}", counted)
+    return calls
+
+
+# (rows, cols): (grid axis or None, step, base) per tensor dim; whether the tiles sit end to end
+BOX_CASES = {
+    "aligned": ((0, 16, 0), (1, 32, 0), True),
+    "ragged": ((0, 16, 3), (1, 32, 5), True),
+    "swapped-axes": ((1, 16, 0), (0, 32, 0), True),
+    "before-start": ((0, 16, -5), (1, 32, -9), True),
+    "uniform-col": ((0, 16, 2), (None, 0, 7), True),
+    "all-outside": ((0, 16, 1000), (1, 32, 0), True),
+    "gaps": ((0, 32, 0), (1, 32, 0), False),
+    "overlap": ((0, 8, 0), (1, 32, 0), False),
+    "descending": ((0, -16, 48), (1, 32, 0), False),
+    "diagonal": ((0, 16, 0), (0, 32, 0), False),
+}
+
+
+@pytest.mark.parametrize("case", BOX_CASES)
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_load_fast_path_matches_per_program_reference(case, fast, general_path_calls, monkeypatch):
+    rows, cols, end_to_end = BOX_CASES[case]
+    if not fast:
+        monkeypatch.setattr(cpu_memory, "find_box", lambda offs, shape: None)
+    gi, gj, bm, bn = 4, 3, 16, 32
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((60, 90)).astype(np.float32)  # neither dim a multiple of the tile
+    y = np.full((gi * bm, gj * bn), np.nan, np.float32)
+    run(_copy_kernel(rows, cols, bm, bn, load_at_offsets=True), [x, y], (gi, gj))
+    for i in range(gi):
+        for j in range(gj):
+            want = _ref_tile(x, _offsets_of(rows, i, j), _offsets_of(cols, i, j), bm, bn, -1.0)
+            np.testing.assert_array_equal(y[i * bm:(i + 1) * bm, j * bn:(j + 1) * bn], want)
+    assert general_path_calls["gather"] == (0 if fast and end_to_end else 1)
+    assert general_path_calls["scatter"] == (0 if fast else 1)  # the program's own slot: end to end
+
+
+@pytest.mark.parametrize("case", BOX_CASES)
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_store_fast_path_matches_per_program_reference(case, fast, general_path_calls, monkeypatch):
+    rows, cols, end_to_end = BOX_CASES[case]
+    if not fast:
+        monkeypatch.setattr(cpu_memory, "find_box", lambda offs, shape: None)
+    gi, gj, bm, bn = 4, 3, 16, 32
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((gi * bm, gj * bn)).astype(np.float32)
+    y = np.full((60, 90), np.nan, np.float32)
+    want = y.copy()
+    run(_copy_kernel(rows, cols, bm, bn, load_at_offsets=False), [x, y], (gi, gj))
+    for i in range(gi):  # program order: where tiles overlap the last program's write wins
+        for j in range(gj):
+            _ref_put(want, _offsets_of(rows, i, j), _offsets_of(cols, i, j),
+                     x[i * bm:(i + 1) * bm, j * bn:(j + 1) * bn], add=False)
+    np.testing.assert_array_equal(y, want)
+    # a value that varies along a grid axis the offsets do not (uniform-col: axis 1) is a race
+    racy = case == "uniform-col"
+    assert general_path_calls["scatter"] == (0 if fast and end_to_end and not racy else 1)
+    assert general_path_calls["gather"] == (0 if fast else 1)
+
+
+@pytest.mark.parametrize("case", ["aligned", "ragged", "uniform-col", "overlap"])
+def test_atomic_add_store_takes_the_general_path(case, general_path_calls):
+    rows, cols, _ = BOX_CASES[case]
+    gi, gj, bm, bn = 4, 3, 16, 32
+    rng = np.random.default_rng(12)
+    x = rng.integers(-50, 50, (gi * bm, gj * bn)).astype(np.int32)
+    y = rng.integers(-50, 50, (60, 90)).astype(np.int32)
+    want = y.copy()
+    run(_copy_kernel(rows, cols, bm, bn, load_at_offsets=False, dt="i32", pad=0.0, mode="atomic_add"),
+        [x, y], (gi, gj))
+    for i in range(gi):
+        for j in range(gj):
+            _ref_put(want, _offsets_of(rows, i, j), _offsets_of(cols, i, j),
+                     x[i * bm:(i + 1) * bm, j * bn:(j + 1) * bn], add=True)
+    np.testing.assert_array_equal(y, want)
+    assert general_path_calls["scatter"] == 1
+
+
+def test_integer_load_padding_and_broadcast_store():
+    # i32 tiles padded with -7; a splat (grid-uniform) value stored to every tile of a ragged box
+    text = """
+func.func @k(%X: !tile.tensor<?xi32>, %Y: !tile.tensor<?xi32>, %Z: !tile.tensor<?xi32>) {
+  %i = tile.tile_idx 0
+  %c8 = arith.constant 8 : i32
+  %o = tile.mul %i, %c8 : i32
+  %x = tile.load %X[%o] {padding = -7.0 : f64} : !tile.tensor<?xi32> -> !tile.tile<8xi32>
+  tile.store %Y[%o], %x : !tile.tensor<?xi32>, !tile.tile<8xi32>
+  %c3 = arith.constant 3 : i32
+  %s = tile.splat %c3 : i32 -> !tile.tile<8xi32>
+  tile.store %Z[%o], %s : !tile.tensor<?xi32>, !tile.tile<8xi32>
+  func.return
+}
+"""
+    for n in (23, 24, 21):  # the box of 3 tiles sticks out by 1, fits, sticks out by 3
+        x = np.arange(n, dtype=np.int32)
+        y = np.zeros(24, np.int32)
+        z = np.zeros(n, np.int32)
+        run(text, [x, y, z], (3,))
+        np.testing.assert_array_equal(y, np.concatenate([x, np.full(24 - n, -7, np.int32)]))
+        np.testing.assert_array_equal(z, np.full(n, 3, np.int32))
+
+
+ALIAS = """
+func.func @alias(%X: !tile.tensor<?xf32>, %Z: !tile.tensor<?xf32>, %W: !tile.tensor<?xf32>) {
+  %i = tile.tile_idx 0
+  %c16 = arith.constant 16 : i32
+  %o = tile.mul %i, %c16 : i32
+  %x = tile.load %X[%o] : !tile.tensor<?xf32> -> !tile.tile<16xf32>
+  %x2 = tile.add %x, %x : !tile.tile<16xf32>
+  tile.store %Z[%o], %x2 : !tile.tensor<?xf32>, !tile.tile<16xf32>
+  tile.store %W[%o], %x : !tile.tensor<?xf32>, !tile.tile<16xf32>
+  func.return
+}
+"""
+
+
+@pytest.mark.parametrize("layout", ["distinct", "same", "overlapping"])
+def test_loads_are_not_changed_by_later_stores(layout):
+    # program order: x is read before Z is written, so W gets the old X, even where Z is X
+    n = 64
+    rng = np.random.default_rng(13)
+    buf = rng.standard_normal(2 * n).astype(np.float32)
+    x = buf[:n]
+    z = {"distinct": np.zeros(n, np.float32), "same": x, "overlapping": buf[n // 2: n // 2 + n]}[layout]
+    old_x = x.copy()
+    w = np.zeros(n, np.float32)
+    prog = cpu_interp.compiled(next(op for op in parse(ALIAS).walk() if isinstance(op, func.FuncOp)), 1)
+    assert prog.frozen([x, z, w]) == (frozenset({0}) if layout == "distinct" else frozenset())
+    run(ALIAS, [x, z, w], (n // 16,))
+    np.testing.assert_array_equal(w, old_x)
+    np.testing.assert_array_equal(z, 2 * old_x)
+    if layout == "distinct":
+        np.testing.assert_array_equal(x, old_x)
+
+
+def test_compiled_kernel_is_cached_per_func_and_grid_rank(monkeypatch):
+    compiles = []
+    orig = cpu_interp._compile
+
+    def counting(func_op, G):
+        compiles.append(G)
+        return orig(func_op, G)
+    monkeypatch.setattr(cpu_interp, "_compile", counting)
+    kernel = next(op for op in parse(VADD).walk() if isinstance(op, func.FuncOp))
+    n = 256
+    x = np.arange(n, dtype=np.float32)
+    outs = [np.zeros(n, np.float32) for _ in range(3)]
+    for grid in ((2,), (2,), (2, 1), (2,)):  # 128-element tiles: grid axis 1 is not read
+        z = np.zeros(n, np.float32)
+        run_kernel(kernel, [x, x, z, outs[0]], grid)
+        np.testing.assert_array_equal(z, 2 * x)
+    assert compiles == [1, 2]
+    # the cache holds the func.func weakly: it goes with the module
+    ref = weakref.ref(kernel)
+    gc.collect()
+    before = len(cpu_interp._PROGRAMS)
+    del kernel
+    gc.collect()
+    assert ref() is None and len(cpu_interp._PROGRAMS) == before - 1
+
+
+def test_join_views_and_copies():
+    a = np.arange(6 * 32, dtype=np.float32).reshape(6, 32)
+    parts = [a[:, 8 * k:8 * k + 8] for k in range(4)]  # consecutive K tiles of one tensor
+    joined = cpu_matmul.join(parts, -1)
+    assert np.shares_memory(joined, a) and not joined.flags.writeable
+    np.testing.assert_array_equal(joined, a)
+    rows = [a[2 * k:2 * k + 2] for k in range(3)]
+    assert np.shares_memory(cpu_matmul.join(rows, 0), a)
+    for parts2 in (parts[::-1], [parts[0], parts[2]], [parts[0], a.copy()[:, 8:16]]):  # not end to end
+        got = cpu_matmul.join(parts2, -1)
+        assert not np.shares_memory(got, a)
+        np.testing.assert_array_equal(got, np.concatenate(parts2, axis=-1))
+    # a copy keeps the parts' memory order, so the GEMM's reshape of it stays a view
+    t = [np.ascontiguousarray(p.T).T for p in parts]  # column-major parts
+    got = cpu_matmul.join(t, -1)
+    assert got.flags.f_contiguous
+    np.testing.assert_array_equal(got, a)
+
+
+def test_matmul_transposed_grid_and_aliasing_output():
+    # programs (i, j) compute C's tile (j, i): A's rows run along grid axis 1, B's columns along axis 0;
+    # and C is passed as A too, so the loads must copy (C is written after the loop)
+    text = matmul_kernel("f32").replace("%i = tile.tile_idx 0", "%i = tile.tile_idx 1").replace(
+        "%j = tile.tile_idx 1", "%j = tile.tile_idx 0")
+    rng = np.random.default_rng(14)
+    n = 128
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    want = a.astype(np.float64) @ b
+    c = np.zeros((n, n), np.float32)
+    run(text, [a, b, c], (2, 2))
+    np.testing.assert_allclose(c, want, rtol=1e-4, atol=1e-4)
+    run(text, [a, b, a], (2, 2))
+    np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-4)
