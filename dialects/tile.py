@@ -490,6 +490,32 @@ class ArangeOp(IRDLOperation):
             raise VerifyException("tile.arange makes a 1-D tile of i32")
 
 
+@irdl_op_definition
+class ExtractOp(IRDLOperation):
+    """The element of a one-element tile as a scalar (`ct.sum(x)` over all axes).
+
+    ```mlir
+    %s = tile.extract %t : !tile.tile<f32> -> f32
+    ```
+    """
+
+    name = "tile.extract"
+    source = operand_def(TileType)
+    result = result_def()
+    traits = traits_def(Pure())
+    assembly_format = "$source attr-dict `:` type($source) `->` type($result)"
+
+    def __init__(self, source: SSAValue):
+        super().__init__(operands=[source], result_types=[source.type.element_type])
+
+    def verify_(self) -> None:
+        if self.source.type.numel != 1:
+            raise VerifyException(f"tile.extract needs a one-element tile, got shape {list(self.source.type.get_shape())}")
+        if self.result.type != self.source.type.element_type:
+            raise VerifyException(f"tile.extract of a {self.source.type.element_type} tile gives "
+                                  f"{self.source.type.element_type}, not {self.result.type}")
+
+
 # --------------------------------------------------------------------------- elementwise
 
 
@@ -807,7 +833,7 @@ class RandOp(IRDLOperation):
 Tile = Dialect(
     "tile",
     [TileIdxOp, NumTilesOp, DimOp, LoadOp, StoreOp, SplatOp, BroadcastOp, ReshapeOp, PermuteOp,
-     ArangeOp, CmpOp, SelectOp, CastOp, MatmulOp, ReduceOp, RandOp,
+     ArangeOp, ExtractOp, CmpOp, SelectOp, CastOp, MatmulOp, ReduceOp, RandOp,
      *BINARY_OP_CLASSES.values(), *UNARY_OP_CLASSES.values()],
     [TileType, TensorType],
 )

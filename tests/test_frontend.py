@@ -406,9 +406,10 @@ def reduce_kernel(X: ct.Tensor, Z: ct.Tensor, FN: ct.Constant, AXIS: ct.Constant
                   SHAPE: ct.Constant, OUT: ct.Constant):
     x = ct.load_tile(X, offset=[0, 0, 0], size=SHAPE)
     r = FN(x, axis=AXIS, keepdims=KEEP)
-    assert tuple(r.shape) == OUT, f"shape {r.shape}"
+    shape = () if r.shape is None else tuple(r.shape)   # a full reduction is a scalar
+    assert shape == OUT, f"shape {r.shape}"
     assert r.dtype is (ct.int32 if FN in (ct.argmax, ct.argmin) else ct.float32)
-    ct.store_tile(Z, offset=[0], tile=r.reshape([math.prod(OUT)]))
+    ct.store_tile(Z, offset=[0], tile=ct.full([1], r) if r.shape is None else r.reshape([math.prod(OUT)]))
 
 
 REDUCTIONS = [(ct.sum, np.sum), (ct.max, np.max), (ct.min, np.min), (ct.argmax, np.argmax), (ct.argmin, np.argmin)]
@@ -1181,3 +1182,25 @@ def test_api_odds_and_ends():
     np.testing.assert_array_equal(z3, [7 + 3 - 1, 7 + 3 + 0])
     i = np.arange(3)
     np.testing.assert_array_equal(z4, i[:, None, None] + i[None, :, None] * 10 + np.arange(2)[None, None, :] * 100)
+
+
+def test_full_reduction_is_a_scalar_usable_in_runtime_if():
+    """ct.sum(x) over all axes is a scalar: it can drive an `if` and fill a tile."""
+    import tilec as ct
+
+    @ct.kernel
+    def k(X: ct.Tensor, Y: ct.Tensor):
+        i = ct.tile_idx(0)
+        x = ct.load_tile(X, [i * 16], [16])
+        s = ct.sum(x)
+        if s > 0.0:
+            ct.store_tile(Y, [i * 16], ct.full([16], s, ct.float32))
+        else:
+            ct.store_tile(Y, [i * 16], ct.full([16], ct.max(x), ct.float32))
+
+    x = np.random.default_rng(5).standard_normal(64).astype(np.float32)
+    y = np.full(64, np.nan, np.float32)
+    k[(4,)](x, y)
+    chunks = x.astype(np.float64).reshape(4, 16)
+    ref = np.concatenate([np.full(16, c.sum() if c.sum() > 0 else c.max()) for c in chunks])
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)

@@ -60,6 +60,7 @@ HANDLERS: dict[type, Handler] = {
     T.ReshapeOp: shape_ops.h_reshape,
     T.PermuteOp: shape_ops.h_permute,
     T.ArangeOp: shape_ops.h_arange,
+    T.ExtractOp: shape_ops.h_extract,
     T.CmpOp: math_ops.h_cmp,
     T.SelectOp: math_ops.h_select,
     T.CastOp: math_ops.h_cast,

@@ -1,4 +1,5 @@
-"""Shape ops: `tile.splat`, `tile.broadcast`, `tile.reshape`, `tile.permute`, `tile.arange`.
+"""Shape ops: `tile.splat`, `tile.broadcast`, `tile.reshape`, `tile.permute`, `tile.arange`,
+`tile.extract`.
 
 Views where numpy allows: values are never written in place.
 """
@@ -62,3 +63,12 @@ def h_arange(op: T.ArangeOp, c: Compiler) -> Step:
         env[r] = arr
     return step
 
+
+
+def h_extract(op: T.ExtractOp, c: Compiler) -> Step:
+    s, r, G = c.slot(op.source), c.slot(op.result), c.G
+
+    def step(env, ctx):
+        x = env[s]
+        env[r] = x.reshape(x.shape[:G])
+    return step

@@ -331,7 +331,9 @@ def reduce(kind: str, x, axis=None, keepdims: bool = False) -> Value:
     if axis is None:  # all axes: flatten, reduce, restore the kept dims
         flat = reshape(x, (math.prod(x.shape),))
         r = reduce(kind, flat, 0, False)
-        return reshape(r, (1,) * x.ndim) if keepdims else r
+        if keepdims:
+            return reshape(r, (1,) * x.ndim)
+        return _value(_emit(T.ExtractOp(r.ssa)), r.dtype, None)
     if isinstance(axis, (tuple, list)):
         if kind in ("argmax", "argmin") and len(axis) != 1:
             _fail(f"{kind} takes one axis or None (the flattened tile), got axis={tuple(axis)}")

@@ -326,3 +326,21 @@ func.func @matmul_acc_type_custom(%a: !tile.tile<64x32xf16>, %b: !tile.tile<32x6
   func.return
 }
 // CHECK: operand is used with type !tile.tile<64x64xf32>, but has been previously used or defined with type !tile.tile<64x64xf16>
+
+// -----
+
+/// tile.extract needs a one-element tile.
+func.func @extract_many_elements(%t: !tile.tile<4xf32>) {
+  %s = tile.extract %t : !tile.tile<4xf32> -> f32
+  func.return
+}
+// CHECK: error: tile.extract needs a one-element tile, got shape [4]
+
+// -----
+
+/// tile.extract gives the tile's element type.
+func.func @extract_wrong_type(%t: !tile.tile<f32>) {
+  %s = tile.extract %t : !tile.tile<f32> -> f16
+  func.return
+}
+// CHECK: error: tile.extract of a f32 tile gives f32, not f16

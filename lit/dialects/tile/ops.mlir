@@ -261,3 +261,17 @@ func.func @rand(%seed: i64, %off: !tile.tile<64x64xi32>) {
   %u = tile.rand %seed, %off : i64, !tile.tile<64x64xi32> -> !tile.tile<64x64xf32>
   func.return
 }
+
+// -----
+
+/// tile.extract: the element of a one-element tile as a scalar.
+// CHECK-LABEL: func.func @extract_scalar
+//  CHECK-NEXT:   %s = tile.extract %t : !tile.tile<f32> -> f32
+//  CHECK-NEXT:   %u = tile.extract %one : !tile.tile<1x1xi32> -> i32
+// CHECK-GENERIC-LABEL: "func.func"() <{sym_name = "extract_scalar"
+//  CHECK-GENERIC:   %s = "tile.extract"(%t) : (!tile.tile<f32>) -> f32
+func.func @extract_scalar(%t: !tile.tile<f32>, %one: !tile.tile<1x1xi32>) {
+  %s = tile.extract %t : !tile.tile<f32> -> f32
+  %u = tile.extract %one : !tile.tile<1x1xi32> -> i32
+  func.return
+}
