@@ -54,8 +54,15 @@ TILEC_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "tile-verify": _tile_verify,
 }
 #: the xDSL passes tilec pipelines use, under their xDSL names.
+def _licm() -> type[ModulePass]:
+    from xdsl.transforms.loop_invariant_code_motion import LoopInvariantCodeMotionPass
+
+    return LoopInvariantCodeMotionPass
+
+
 XDSL_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
+    "licm": _licm,
     "cse": _cse,
     "dce": _dce,
 }
