@@ -7,9 +7,20 @@ touching the front end.
 
 from __future__ import annotations
 
+#: target-independent clean-up of the traced IR: folds, hoisting of loop-invariant
+#: scalar index math out of K loops, then CSE of what hoisting made identical.
+TILE_LEVEL = ("tile-canonicalize", "licm", "cse")
+
 PIPELINES: dict[str, tuple[str, ...]] = {
-    "cpu": ("tile-canonicalize",),
+    "cpu": TILE_LEVEL,
+    "sm_100a": (*TILE_LEVEL, "emit-ptx"),
+    "sm_90a": (*TILE_LEVEL, "emit-ptx"),
+    "sm_80": (*TILE_LEVEL, "emit-ptx"),
 }
+
+#: Pipeline entries that are not IR passes but the backend's final stage (IR -> text):
+#: the driver runs them after the passes (`emit-ptx`: backends/ptx/emitter.py).
+FINAL_STAGES = ("emit-ptx",)
 
 ALIASES = {"sm_100": "sm_100a", "sm_90": "sm_90a", "hopper": "sm_90a", "blackwell": "sm_100a"}
 
@@ -18,6 +29,11 @@ GPU_TARGETS = ("sm_80", "sm_90a", "sm_100a")
 
 def canonical_target(target: str) -> str:
     return ALIASES.get(target, target)
+
+
+def passes_for(target: str) -> tuple[str, ...]:
+    """The IR passes of `target`'s pipeline (without its final emission stage)."""
+    return tuple(n for n in pipeline_for(target) if n not in FINAL_STAGES)
 
 
 def pipeline_for(target: str) -> tuple[str, ...]:

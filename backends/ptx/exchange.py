@@ -1,0 +1,111 @@
+"""Moving tile elements between threads through shared memory.
+
+`gather(src, dst_layout, index_of)`: every thread writes its slots of `src` row-major
+into `smem` (the address of slot s is `smem + (tid*vec + const(s)) * size`, a register
+plus an immediate), `bar.sync`, then reads for each of its destination slots the
+source element `index_of(coords)` that the destination layout needs.  A `bar.sync`
+also precedes the writes, so the previous user of the scratch area has finished.
+
+Element sizes in shared memory: 4 bytes for 32-bit registers (narrow floats as their
+f32 value, bools as 0/1), 8 bytes for 64-bit ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tilec import dtypes as dt
+
+from .emitter import KernelEmitter, Val
+from .layout import Blocked
+from .lower_grid import constant_reg
+from .ptx_types import reg_class
+
+_ZERO = {"f32": "0f00000000", "f64": "0d0000000000000000", "b32": "0", "b64": "0"}
+_KIND = {"f": ("f32", 4), "fd": ("f64", 8), "r": ("b32", 4), "rd": ("b64", 8), "p": ("b32", 4)}
+
+
+def elem_size(d: dt.DType) -> int:
+    return _KIND[reg_class(d)][1]
+
+
+def thread_base(em: KernelEmitter, layout: Blocked, size: int, byte_offset: int) -> str:
+    """smem address of this thread's first element of `layout` at `byte_offset`."""
+    def make():
+        r = em.new("r")
+        em.ins(f"mad.lo.u32 {r}, {em.tid}, {layout.vec * size}, {em.smem_base}")
+        return r
+    base = em.memo(("tbase", layout.vec * size), make)
+    return em.add_u32(base, byte_offset)
+
+
+def store_tile(em: KernelEmitter, val: Val, byte_offset: int) -> None:
+    """Write `val`'s real elements row-major at smem + byte_offset."""
+    cls = reg_class(val.dtype)
+    typ, size = _KIND[cls]
+    layout = val.layout
+    base = em.as_reg(thread_base(em, layout, size, byte_offset))
+    for s in range(layout.num_slots):
+        if layout.slot_never_valid(s):
+            continue
+        pred = em.slot_pred(layout, s)
+        x = val.regs[s]
+        if cls == "p":
+            r = em.new("r")
+            em.ins(f"selp.u32 {r}, 1, 0, {x}")
+            x = r
+        guard = f"@{pred} " if pred else ""
+        em.ins(f"{guard}st.shared.{typ} [{base}+{layout.slot_const(s) * size}], {x}")
+
+
+def load_element(em: KernelEmitter, d: dt.DType, byte_offset: int, index, pred: str | None = None,
+                 stride_bytes: int | None = None) -> str:
+    """The element `index` (u32 reg or int) of a row-major array of dtype `d` at smem + byte_offset."""
+    cls = reg_class(d)
+    typ, size = _KIND[cls]
+    if isinstance(index, int):
+        addr, imm = em.smem_base, byte_offset + index * size
+    else:
+        addr = em.new("r")
+        em.ins(f"mad.lo.u32 {addr}, {index}, {size}, {em.smem_base}")
+        imm = byte_offset
+    guard = f"@{pred} " if pred else ""
+    if cls == "p":
+        r, p = em.new("r"), em.new("p")
+        if pred:
+            em.ins(f"mov.b32 {r}, 0")
+        em.ins(f"{guard}ld.shared.b32 {r}, [{addr}+{imm}]")
+        em.ins(f"setp.ne.u32 {p}, {r}, 0")
+        return p
+    r = em.new(cls)
+    if pred:
+        em.ins(f"mov.{typ} {r}, {_ZERO[typ]}")
+    em.ins(f"{guard}ld.shared.{typ} {r}, [{addr}+{imm}]")
+    return r
+
+
+def linear_index(em: KernelEmitter, shape: tuple[int, ...], coords: list):
+    """Row-major index (u32 reg or int) of `coords` in `shape`."""
+    idx = 0
+    for c, n in zip(coords, shape):
+        idx = em.add_u32(em.mul_u32(idx, n), c)
+    return idx
+
+
+def gather(em: KernelEmitter, src: Val, dst_layout: Blocked, index_of: Callable[[list], object]) -> Val:
+    """The tile of `dst_layout` whose element at coords c is `src`'s element `index_of(c)`."""
+    if src.uniform:  # a splat stays a splat
+        return Val(src.dtype, dst_layout, [src.regs[0]] * dst_layout.num_slots, True)
+    size = elem_size(src.dtype)
+    em.reserve_smem(src.layout.numel * size)
+    em.bar()
+    store_tile(em, src, 0)
+    em.bar()
+    regs = []
+    for s in range(dst_layout.num_slots):
+        if dst_layout.slot_never_valid(s):
+            regs.append(constant_reg(em, src.dtype, 0))
+            continue
+        idx = index_of(em.coords(dst_layout, s))
+        regs.append(load_element(em, src.dtype, 0, idx, em.slot_pred(dst_layout, s)))
+    return Val(src.dtype, dst_layout, regs)

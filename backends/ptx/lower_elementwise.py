@@ -1,0 +1,348 @@
+"""Elementwise ops: the binary and unary `tile.*` ops, `tile.cmp`, `tile.select`, `tile.cast`.
+
+Each op runs per slot on registers (tile operands share one layout: same shape).  Two
+slots holding the same operand registers (a splat) share one result register.  Narrow
+floats are computed in f32 and rounded back, narrow ints wrapped back (`numerics.finish`).
+Integer `floordiv` / `rem` follow Python (round toward -inf, remainder takes the sign
+of the divisor; division by zero gives 0 as numpy does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tilec import dtypes as dt
+from tilec.dialects import tile as T
+
+from . import numerics as N
+from .emitter import KernelEmitter, Val, dtype_of, lowers
+from .ptx_types import float_type, int_type, reg_class
+
+
+def _map(em: KernelEmitter, out_dtype: dt.DType, operands: list[Val], fn: Callable[..., str], layout) -> Val:
+    """Apply `fn(*regs) -> reg` slot by slot, once per distinct operand-register tuple."""
+    n = 1 if layout is None else layout.num_slots
+    done: dict[tuple, str] = {}
+    regs = []
+    for s in range(n):
+        key = tuple(v.regs[s] for v in operands)
+        if key not in done:
+            done[key] = fn(*key)
+        regs.append(done[key])
+    return Val(out_dtype, layout, regs, all(v.uniform or v.is_scalar for v in operands))
+
+
+# ---------------------------------------------------------------------------- binary
+
+
+def _float_binary(em: KernelEmitter, kind: str, d: dt.DType, a: str, b: str) -> str:
+    ft = float_type(d)
+    cls = reg_class(d)
+    out = em.new(cls)
+    simple = {"add": "add.rn", "sub": "sub.rn", "mul": "mul.rn", "div": "div.rn"}
+    if kind in simple:
+        em.ins(f"{simple[kind]}.{ft} {out}, {a}, {b}")
+    elif kind in ("maximum", "minimum"):
+        m = "max" if kind == "maximum" else "min"
+        if ft == "f32":
+            em.ins(f"{m}.NaN.f32 {out}, {a}, {b}")
+        else:  # no .NaN form for f64: propagate by hand
+            t, s, p = em.new(cls), em.new(cls), em.new("p")
+            em.ins(f"{m}.f64 {t}, {a}, {b}")
+            em.ins(f"add.rn.f64 {s}, {a}, {b}")
+            em.ins(f"setp.nan.f64 {p}, {a}, {b}")
+            em.ins(f"selp.f64 {out}, {s}, {t}, {p}")
+    elif kind in ("floordiv", "rem"):
+        return _float_divmod(em, kind, d, a, b)
+    elif kind == "pow":
+        if ft != "f32":
+            raise em.unsupported("tile.pow", d)
+        out = N.pow_f32(em, a, b)
+    else:
+        raise em.unsupported(f"tile.{kind}", d)
+    return N.finish(em, d, out) if ft == "f32" else out
+
+
+def _float_divmod(em: KernelEmitter, kind: str, d: dt.DType, a: str, b: str) -> str:
+    """numpy's float floor_divide / remainder: fmod in f64 (exact for f32 operands), then
+    the result takes the divisor's sign; floordiv = (a - mod) / b rounded to an integer."""
+    if d.bits == 64:
+        ad, bd = a, b
+    else:
+        ad, bd = em.new("fd"), em.new("fd")
+        em.ins(f"cvt.f64.f32 {ad}, {a}")
+        em.ins(f"cvt.f64.f32 {bd}, {b}")
+    q, r, nb, fix, p1, p2 = (em.new("fd"), em.new("fd"), em.new("fd"), em.new("p"), em.new("p"), em.new("p"))
+    em.ins(f"div.rn.f64 {q}, {ad}, {bd}")
+    em.ins(f"cvt.rzi.f64.f64 {q}, {q}")
+    em.ins(f"neg.f64 {nb}, {bd}")
+    em.ins(f"fma.rn.f64 {r}, {nb}, {q}, {ad}")                 # fmod(a, b)
+    em.ins(f"setp.ne.f64 {fix}, {r}, 0d0000000000000000")
+    em.ins(f"setp.lt.f64 {p1}, {r}, 0d0000000000000000")
+    em.ins(f"setp.lt.f64 {p2}, {bd}, 0d0000000000000000")
+    em.ins(f"xor.pred {p1}, {p1}, {p2}")
+    em.ins(f"and.pred {fix}, {fix}, {p1}")                     # r != 0 and sign(r) != sign(b)
+    em.ins(f"@{fix} add.rn.f64 {r}, {r}, {bd}")
+    em.ins(f"@{fix} sub.rn.f64 {q}, {q}, 0d3FF0000000000000")
+    if kind == "rem":
+        em.ins(f"setp.eq.f64 {p1}, {r}, 0d0000000000000000")
+        em.ins(f"@{p1} copysign.f64 {r}, {bd}, 0d0000000000000000")  # zero takes b's sign
+        res = r
+    else:
+        inf = em.new("p")  # b == 0 or a non-finite quotient: a / b as numpy gives it
+        em.ins(f"testp.infinite.f64 {inf}, {q}")
+        em.ins(f"setp.eq.f64 {p1}, {bd}, 0d0000000000000000")
+        em.ins(f"or.pred {p1}, {p1}, {inf}")
+        em.ins(f"@{p1} div.rn.f64 {q}, {ad}, {bd}")
+        res = q
+    if d.bits == 64:
+        return res
+    out = em.new("f")
+    em.ins(f"cvt.rn.f32.f64 {out}, {res}")
+    return N.finish(em, d, out)
+
+
+def _int_binary(em: KernelEmitter, kind: str, d: dt.DType, a: str, b: str) -> str:
+    it, bt = int_type(d), ("b64" if d.bits == 64 else "b32")
+    cls = reg_class(d)
+    out = em.new(cls)
+    simple = {"add": f"add.{it}", "sub": f"sub.{it}", "mul": f"mul.lo.{it}", "maximum": f"max.{it}",
+              "minimum": f"min.{it}", "and": f"and.{bt}", "or": f"or.{bt}", "xor": f"xor.{bt}",
+              "shl": f"shl.{bt}", "shr": f"shr.{it}"}
+    if kind in simple:
+        if kind in ("shl", "shr") and d.bits == 64:
+            s = em.new("r")
+            em.ins(f"cvt.u32.u64 {s}, {b}")
+            b = s
+        em.ins(f"{simple[kind]} {out}, {a}, {b}")
+    elif kind in ("div", "floordiv", "rem"):
+        q, r, z = em.new(cls), em.new(cls), em.new("p")
+        em.ins(f"div.{it} {q}, {a}, {b}")
+        em.ins(f"rem.{it} {r}, {a}, {b}")
+        res = q if kind in ("div", "floordiv") else r
+        if d.is_signed and kind != "div":
+            # Python: when r != 0 and r, b differ in sign, q -= 1 and r += b
+            fix, x, ps = em.new("p"), em.new(cls), em.new("p")
+            em.ins(f"xor.{bt} {x}, {r}, {b}")
+            em.ins(f"setp.lt.{it} {ps}, {x}, 0")
+            em.ins(f"setp.ne.{it} {fix}, {r}, 0")
+            em.ins(f"and.pred {fix}, {fix}, {ps}")
+            adj = em.new(cls)
+            if kind == "floordiv":
+                em.ins(f"sub.{it} {adj}, {q}, 1")
+            else:
+                em.ins(f"add.{it} {adj}, {r}, {b}")
+            res2 = em.new(cls)
+            em.ins(f"selp.{bt} {res2}, {adj}, {res}, {fix}")
+            res = res2
+        em.ins(f"setp.eq.{it} {z}, {b}, 0")
+        em.ins(f"selp.{bt} {out}, 0, {res}, {z}")
+    elif kind == "pow":
+        out = _int_pow(em, d, a, b)
+    else:
+        raise em.unsupported(f"tile.{kind}", d)
+    return N.wrap_int(em, d, out)
+
+
+def _int_pow(em: KernelEmitter, d: dt.DType, a: str, b: str) -> str:
+    """Square-and-multiply over the bits of a non-negative exponent (a negative one gives 0)."""
+    it, bt, cls = int_type(d), ("b64" if d.bits == 64 else "b32"), reg_class(d)
+    res, base, e, p, bit = em.new(cls), em.new(cls), em.new(cls), em.new("p"), em.new(cls)
+    head, done = em.label("ipow"), em.label("ipow_end")
+    em.ins(f"mov.{bt} {res}, 1")
+    em.ins(f"mov.{bt} {base}, {a}")
+    em.ins(f"mov.{bt} {e}, {b}")
+    em.ins(f"setp.lt.{it} {p}, {e}, 0")
+    em.ins(f"@{p} mov.{bt} {res}, 0")
+    em.ins(f"@{p} bra {done}")
+    em.place(head)
+    em.ins(f"setp.eq.{it} {p}, {e}, 0")
+    em.ins(f"@{p} bra {done}")
+    em.ins(f"and.{bt} {bit}, {e}, 1")
+    em.ins(f"setp.ne.{it} {p}, {bit}, 0")
+    em.ins(f"@{p} mul.lo.{it} {res}, {res}, {base}")
+    em.ins(f"mul.lo.{it} {base}, {base}, {base}")
+    em.ins(f"shr.u{'64' if d.bits == 64 else '32'} {e}, {e}, 1")
+    em.ins(f"bra {head}")
+    em.place(done)
+    return res
+
+
+def _bool_binary(em: KernelEmitter, kind: str, a: str, b: str) -> str:
+    ops = {"and": "and", "or": "or", "xor": "xor", "add": "xor", "sub": "xor", "mul": "and",
+           "maximum": "or", "minimum": "and"}
+    if kind not in ops:
+        raise em.unsupported(f"tile.{kind}", dt.bool_)
+    out = em.new("p")
+    em.ins(f"{ops[kind]}.pred {out}, {a}, {b}")
+    return out
+
+
+def binary(em: KernelEmitter, kind: str, d: dt.DType, a: str, b: str) -> str:
+    if d is dt.bool_:
+        return _bool_binary(em, kind, a, b)
+    if d.is_float:
+        return _float_binary(em, kind, d, a, b)
+    return _int_binary(em, kind, d, a, b)
+
+
+def _binary_lowering(kind: str):
+    def lower(em: KernelEmitter, op) -> None:
+        a, b = em.get(op.lhs), em.get(op.rhs)
+        d = a.dtype
+        if d.is_float and d.bits < 16 and d not in N.FP8:
+            raise em.unsupported(f"tile.{kind}", d)
+        em.set(op.result, _map(em, d, [a, b], lambda x, y: binary(em, kind, d, x, y), a.layout))
+    return lower
+
+
+for _kind, _cls in T.BINARY_OP_CLASSES.items():
+    lowers(_cls)(_binary_lowering(_kind))
+
+
+# ---------------------------------------------------------------------------- unary
+
+_F32_UNARY = {
+    "neg": lambda em, x: N.fop(em, "neg.f32", x),
+    "abs": lambda em, x: N.fop(em, "abs.f32", x),
+    "relu": lambda em, x: N.fop(em, "max.NaN.f32", x, N.ZERO),
+    "exp": lambda em, x: N.exp_f32(em, x),
+    "exp2": lambda em, x: N.fop(em, "ex2.approx.ftz.f32", x),
+    "log": lambda em, x: N.log_f32(em, x),
+    "log2": lambda em, x: N.fop(em, "lg2.approx.ftz.f32", x),
+    "sqrt": lambda em, x: N.fop(em, "sqrt.rn.f32", x),
+    "rsqrt": lambda em, x: N.fop(em, "rsqrt.approx.f32", x),
+    "tanh": lambda em, x: N.fop(em, "tanh.approx.f32", x),
+    "sigmoid": lambda em, x: N.sigmoid_f32(em, x),
+    "erf": lambda em, x: N.erf_f32(em, x),
+    "sin": lambda em, x: N.sincos_f32(em, x, "sin"),
+    "cos": lambda em, x: N.sincos_f32(em, x, "cos"),
+    "floor": lambda em, x: N.fop(em, "cvt.rmi.f32.f32", x),
+    "ceil": lambda em, x: N.fop(em, "cvt.rpi.f32.f32", x),
+}
+
+
+def _f64_unary(em: KernelEmitter, kind: str, x: str) -> str:
+    out = em.new("fd")
+    simple = {"neg": "neg.f64", "abs": "abs.f64", "sqrt": "sqrt.rn.f64", "floor": "cvt.rmi.f64.f64",
+              "ceil": "cvt.rpi.f64.f64"}
+    if kind in simple:
+        em.ins(f"{simple[kind]} {out}, {x}")
+    elif kind == "relu":
+        t, p = em.new("fd"), em.new("p")
+        em.ins(f"max.f64 {t}, {x}, 0d0000000000000000")
+        em.ins(f"setp.nan.f64 {p}, {x}, {x}")
+        em.ins(f"selp.f64 {out}, {x}, {t}, {p}")
+    elif kind == "rsqrt":
+        s = em.new("fd")
+        em.ins(f"sqrt.rn.f64 {s}, {x}")
+        em.ins(f"div.rn.f64 {out}, 0d3FF0000000000000, {s}")
+    else:
+        raise em.unsupported(f"tile.{kind}", dt.float64)
+    return out
+
+
+def _int_unary(em: KernelEmitter, kind: str, d: dt.DType, x: str) -> str:
+    it, bt = int_type(d), ("b64" if d.bits == 64 else "b32")
+    out = em.new(reg_class(d))
+    if kind == "neg":
+        em.ins(f"neg.{'s64' if d.bits == 64 else 's32'} {out}, {x}")
+    elif kind == "abs":
+        if not d.is_signed:
+            return x
+        em.ins(f"abs.{it} {out}, {x}")
+    elif kind == "relu":
+        if not d.is_signed:
+            return x
+        em.ins(f"max.{it} {out}, {x}, 0")
+    elif kind == "not":
+        em.ins(f"not.{bt} {out}, {x}")
+    else:
+        raise em.unsupported(f"tile.{kind}", d)
+    return N.wrap_int(em, d, out)
+
+
+def unary(em: KernelEmitter, kind: str, d: dt.DType, x: str) -> str:
+    if d is dt.bool_:
+        if kind == "not":
+            out = em.new("p")
+            em.ins(f"not.pred {out}, {x}")
+            return out
+        if kind in ("abs", "relu", "neg"):
+            return x
+        raise em.unsupported(f"tile.{kind}", d)
+    if d.is_float:
+        if d.bits == 64:
+            return _f64_unary(em, kind, x)
+        if kind not in _F32_UNARY:
+            raise em.unsupported(f"tile.{kind}", d)
+        return N.round_narrow(em, d, _F32_UNARY[kind](em, x))
+    return _int_unary(em, kind, d, x)
+
+
+def _unary_lowering(kind: str):
+    def lower(em: KernelEmitter, op) -> None:
+        a = em.get(op.source)
+        em.set(op.result, _map(em, a.dtype, [a], lambda x: unary(em, kind, a.dtype, x), a.layout))
+    return lower
+
+
+for _kind, _cls in T.UNARY_OP_CLASSES.items():
+    lowers(_cls)(_unary_lowering(_kind))
+
+
+# ---------------------------------------------------------------------------- cmp / select / cast
+
+_CMP_FLOAT = {"eq": "eq", "ne": "neu", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge"}
+
+
+def compare(em: KernelEmitter, pred: str, d: dt.DType, a: str, b: str) -> str:
+    out = em.new("p")
+    if d is dt.bool_:
+        a, b = N.cast(em, d, dt.int32, a), N.cast(em, d, dt.int32, b)
+        em.ins(f"setp.{pred}.u32 {out}, {a}, {b}")
+    elif d.is_float:
+        em.ins(f"setp.{_CMP_FLOAT[pred]}.{float_type(d)} {out}, {a}, {b}")
+    else:
+        em.ins(f"setp.{pred}.{int_type(d)} {out}, {a}, {b}")
+    return out
+
+
+@lowers(T.CmpOp)
+def lower_cmp(em: KernelEmitter, op: T.CmpOp) -> None:
+    a, b = em.get(op.lhs), em.get(op.rhs)
+    pred = op.predicate.data
+    em.set(op.result, _map(em, dt.bool_, [a, b], lambda x, y: compare(em, pred, a.dtype, x, y), a.layout))
+
+
+def select(em: KernelEmitter, d: dt.DType, c: str, a: str, b: str) -> str:
+    if a == b:
+        return a
+    if d is dt.bool_:
+        t, f, nc, out = em.new("p"), em.new("p"), em.new("p"), em.new("p")
+        em.ins(f"and.pred {t}, {c}, {a}")
+        em.ins(f"not.pred {nc}, {c}")
+        em.ins(f"and.pred {f}, {nc}, {b}")
+        em.ins(f"or.pred {out}, {t}, {f}")
+        return out
+    out = em.new(reg_class(d))
+    typ = float_type(d) if d.is_float else ("b64" if d.bits == 64 else "b32")
+    em.ins(f"selp.{typ} {out}, {a}, {b}, {c}")
+    return out
+
+
+@lowers(T.SelectOp)
+def lower_select(em: KernelEmitter, op: T.SelectOp) -> None:
+    c, a, b = em.get(op.cond), em.get(op.true_value), em.get(op.false_value)
+    d = a.dtype
+    em.set(op.result, _map(em, d, [c, a, b], lambda x, y, z: select(em, d, x, y, z), a.layout))
+
+
+@lowers(T.CastOp)
+def lower_cast(em: KernelEmitter, op: T.CastOp) -> None:
+    a = em.get(op.source)
+    src, dst = a.dtype, dtype_of(op.result.type)
+    for d in (src, dst):
+        if d.is_float and d.bits < 16 and d not in N.FP8:
+            raise em.unsupported("tile.cast", d)
+    em.set(op.result, _map(em, dst, [a], lambda x: N.cast(em, src, dst, x), a.layout))

@@ -1,0 +1,207 @@
+"""`tile.reduce` (sum, max, min, argmax, argmin over one axis) through shared memory.
+
+A source of shape S reduced over axis a (length L) has Nr = numel / L results.  Each
+result is split into P = min(L, max(1, threads // Nr)) strided partials:
+
+    1. every thread writes its source slots row-major to smem            bar.sync
+    2. work item q = r * P + p (threads take q = tid, tid + T, ...): fold elements
+       j = p, p + P, ... < L of result r (a loop), write the partial to smem   bar.sync
+    3. each thread folds the P partials of every result slot it holds
+
+Float sums accumulate in f32 (f64 for f64), integer sums in the result type; max/min
+propagate NaN; argmax/argmin return the first index of the extreme value (NaN counts
+as the extreme, as numpy's).  Warp shuffles will replace step 2's smem traffic later.
+"""
+
+from __future__ import annotations
+
+from tilec import dtypes as dt
+from tilec.dialects import tile as T
+
+from . import numerics as N
+from .emitter import KernelEmitter, Val, dtype_of, lowers
+from .exchange import elem_size, load_element, store_tile
+from .ptx_types import float_type, int_type, reg_class
+
+
+def _acc_dtype(kind: str, src: dt.DType, out: dt.DType) -> dt.DType:
+    if kind == "sum":
+        return out if not src.is_float else (dt.float64 if src.bits == 64 else dt.float32)
+    if src is dt.bool_:
+        return dt.uint32
+    if src.is_float:
+        return dt.float64 if src.bits == 64 else dt.float32
+    return src
+
+
+class _Fold:
+    """Emits the combine step of one reduction kind on accumulator dtype `d`."""
+
+    def __init__(self, em: KernelEmitter, kind: str, d: dt.DType):
+        self.em, self.kind, self.d = em, kind, d
+        self.cls = reg_class(d)
+        self.arg = kind in ("argmax", "argmin")
+
+    def _sel(self, p: str, a: str, b: str, cls: str) -> None:
+        """a = p ? b : a."""
+        typ = {"f": "f32", "fd": "f64", "r": "b32", "rd": "b64"}[cls]
+        self.em.ins(f"selp.{typ} {a}, {b}, {a}, {p}")
+
+    def combine(self, acc: str, v: str, idx: str | None = None, vidx=None, tie_break: bool = False) -> None:
+        em, d = self.em, self.d
+        if self.kind == "sum":
+            if d.is_float:
+                em.ins(f"add.rn.{float_type(d)} {acc}, {acc}, {v}")
+            else:
+                em.ins(f"add.{int_type(d)} {acc}, {acc}, {v}")
+            return
+        if self.kind in ("max", "min"):
+            m = self.kind
+            if d is dt.float32:
+                em.ins(f"{m}.NaN.f32 {acc}, {acc}, {v}")
+            elif d.is_float:
+                t, p = em.new("fd"), em.new("p")
+                em.ins(f"{m}.f64 {t}, {acc}, {v}")
+                em.ins(f"setp.nan.f64 {p}, {acc}, {v}")
+                em.ins(f"@!{p} mov.f64 {acc}, {t}")
+                em.ins(f"@{p} add.rn.f64 {acc}, {acc}, {v}")
+            else:
+                em.ins(f"{m}.{int_type(d)} {acc}, {acc}, {v}")
+            return
+        # argmax / argmin
+        better = em.new("p")
+        cmp = "gt" if self.kind == "argmax" else "lt"
+        if d.is_float:
+            ft = float_type(d)
+            vn, an, t = em.new("p"), em.new("p"), em.new("p")
+            em.ins(f"setp.{cmp}.{ft} {better}, {v}, {acc}")
+            em.ins(f"setp.nan.{ft} {vn}, {v}, {v}")
+            em.ins(f"setp.num.{ft} {an}, {acc}, {acc}")
+            em.ins(f"and.pred {t}, {vn}, {an}")
+            em.ins(f"or.pred {better}, {better}, {t}")
+            if tie_break:
+                eq, earlier = em.new("p"), em.new("p")
+                em.ins(f"setp.eq.{ft} {eq}, {v}, {acc}")
+                em.ins(f"setp.nan.{ft} {an}, {acc}, {acc}")
+                em.ins(f"and.pred {t}, {vn}, {an}")
+                em.ins(f"or.pred {eq}, {eq}, {t}")
+                em.ins(f"setp.lt.s32 {earlier}, {vidx}, {idx}")
+                em.ins(f"and.pred {eq}, {eq}, {earlier}")
+                em.ins(f"or.pred {better}, {better}, {eq}")
+        else:
+            it = int_type(d)
+            em.ins(f"setp.{cmp}.{it} {better}, {v}, {acc}")
+            if tie_break:
+                eq, earlier = em.new("p"), em.new("p")
+                em.ins(f"setp.eq.{it} {eq}, {v}, {acc}")
+                em.ins(f"setp.lt.s32 {earlier}, {vidx}, {idx}")
+                em.ins(f"and.pred {eq}, {eq}, {earlier}")
+                em.ins(f"or.pred {better}, {better}, {eq}")
+        self._sel(better, acc, v, self.cls)
+        self._sel(better, idx, em.as_reg(vidx), "r")
+
+
+def _copy(em: KernelEmitter, cls: str, x: str) -> str:
+    r = em.new(cls)
+    N.mov(em, cls, r, x)
+    return r
+
+
+@lowers(T.ReduceOp)
+def lower_reduce(em: KernelEmitter, op: T.ReduceOp) -> None:
+    kind = op.kind.data
+    axis = op.axis.value.data
+    x = em.get(op.source)
+    src, out = x.dtype, dtype_of(op.result.type)
+    acc_d = _acc_dtype(kind, src, out)
+    if src.is_float and src.bits < 16 and src not in N.FP8:
+        raise em.unsupported("tile.reduce", src)
+    fold = _Fold(em, kind, acc_d)
+    cls, size = reg_class(acc_d), elem_size(acc_d)
+    shape = x.layout.shape
+    L = shape[axis]
+    inner = 1
+    for n in shape[axis + 1:]:
+        inner *= n
+    numel = x.layout.numel
+    nr = numel // L
+    T_ = em.num_threads
+    P = min(L, max(1, T_ // nr))
+    items = nr * P
+    off2 = (numel * size + 15) // 16 * 16
+    off3 = off2 + (items * size + 15) // 16 * 16
+    em.reserve_smem(off3 + (items * 4 if fold.arg else 0))
+
+    # 1. the source, converted to the accumulator type, row-major in smem
+    conv = Val(acc_d, x.layout, [N.cast(em, src, acc_d, r) for r in x.regs])
+    em.bar()
+    store_tile(em, conv, 0)
+    em.bar()
+
+    # 2. partials: item q = r * P + p folds j = p, p + P, ... of result r
+    typ = {"f": "f32", "fd": "f64", "r": "b32", "rd": "b64"}[cls]
+    for m in range(-(-items // T_)):
+        skip = em.label("red_skip")
+        q = em.as_reg(em.add_u32(em.tid, m * T_))
+        if (m + 1) * T_ > items:
+            p_out = em.new("p")
+            em.ins(f"setp.ge.u32 {p_out}, {q}, {items}")
+            em.ins(f"@{p_out} bra {skip}")
+        r, p = em.div_u32(q, P), em.rem_u32(q, P)
+        o, i = em.div_u32(r, inner), em.rem_u32(r, inner)
+        first = em.add_u32(em.add_u32(em.mul_u32(o, L * inner), i), em.mul_u32(p, inner))
+        addr = em.new("r")
+        em.ins(f"mad.lo.u32 {addr}, {em.as_reg(first)}, {size}, {em.smem_base}")
+        acc = em.new(cls)
+        em.ins(f"ld.shared.{typ} {acc}, [{addr}]")
+        idx = _copy(em, "r", em.as_reg(p)) if fold.arg else None
+        if L > P:
+            j, v, pj = em.new("r"), em.new(cls), em.new("p")
+            head, done = em.label("red"), em.label("red_done")
+            em.ins(f"add.u32 {j}, {em.as_reg(p)}, {P}")
+            em.place(head)
+            em.ins(f"setp.ge.u32 {pj}, {j}, {L}")
+            em.ins(f"@{pj} bra {done}")
+            em.ins(f"add.u32 {addr}, {addr}, {P * inner * size}")
+            em.ins(f"ld.shared.{typ} {v}, [{addr}]")
+            fold.combine(acc, v, idx, j)
+            em.ins(f"add.u32 {j}, {j}, {P}")
+            em.ins(f"bra {head}")
+            em.place(done)
+        qa = em.new("r")
+        em.ins(f"mad.lo.u32 {qa}, {q}, {size}, {em.smem_base}")
+        em.ins(f"st.shared.{typ} [{qa}+{off2}], {acc}")
+        if fold.arg:
+            qi = em.new("r")
+            em.ins(f"mad.lo.u32 {qi}, {q}, 4, {em.smem_base}")
+            em.ins(f"st.shared.b32 [{qi}+{off3}], {idx}")
+        em.place(skip)
+    em.bar()
+
+    # 3. every result slot folds its P partials
+    layout = em.layout_of(op.result.type)
+    regs = []
+    for s in range(layout.num_slots):
+        if layout.slot_never_valid(s):
+            regs.append(regs[-1] if regs else _zero(em, out))
+            continue
+        pred = em.slot_pred(layout, s)
+        rr = em.element_index(layout, s)
+        base = em.mul_u32(rr, P)
+        acc = load_element(em, acc_d, off2, base, pred)
+        idx = load_element(em, dt.int32, off3, base, pred) if fold.arg else None
+        for pp in range(1, P):
+            v = load_element(em, acc_d, off2 + pp * size, base, pred)
+            vi = load_element(em, dt.int32, off3 + pp * 4, base, pred) if fold.arg else None
+            fold.combine(acc, v, idx, vi, tie_break=True)
+        if fold.arg:
+            regs.append(idx)
+        else:
+            regs.append(N.cast(em, acc_d, out, acc) if acc_d is not out else acc)
+    em.set(op.result, Val(out, layout, regs))
+
+
+def _zero(em: KernelEmitter, d: dt.DType) -> str:
+    from .lower_grid import constant_reg
+
+    return constant_reg(em, d, 0)

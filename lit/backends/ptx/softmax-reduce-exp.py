@@ -1,0 +1,28 @@
+# RUN: tilec compile %s --target sm_90a --emit ptx --arg X=f16[?,?] --arg Y=f16[?,?] | filecheck %s
+## Row softmax: f16 loads padded with -inf (0xFC00 = 64512), the row max and sum go
+## through shared memory between bar.syncs, exp is ex2.approx of x * log2(e), and f16
+## results are rounded with cvt.rn.f16.f32 before the 16-bit store.
+import tilec as ct
+
+
+@ct.kernel
+def softmax(X: ct.Tensor, Y: ct.Tensor):
+    i = ct.tile_idx(0)
+    x = ct.load_tile(X, offset=[i * 2, 0], size=[2, 128], padding=float("-inf")).astype(ct.float32)
+    e = ct.exp(x - ct.max(x, axis=1, keepdims=True))
+    ct.store_tile(Y, offset=[i * 2, 0], tile=e / ct.sum(e, axis=1, keepdims=True))
+
+# CHECK:       .extern .shared .align 16 .b8 smem[];
+# CHECK-LABEL: .visible .entry softmax(
+# CHECK:         mov.b16 %[[PAD:h[0-9]+]], 64512;
+# CHECK-NEXT:    @%{{p[0-9]+}} ld.global.b16 %[[PAD]], [%{{rd[0-9]+}}];
+# CHECK-NEXT:    cvt.f32.f16 %{{f[0-9]+}}, %[[PAD]];
+# CHECK:         bar.sync 0;
+# CHECK:         st.shared.f32 [%{{r[0-9]+}}+0], %{{f[0-9]+}};
+# CHECK:         bar.sync 0;
+# CHECK:         max.NaN.f32
+# CHECK:         mul.rn.f32 %[[T:f[0-9]+]], %{{f[0-9]+}}, 0f3FB8AA3B;
+# CHECK-NEXT:    ex2.approx.ftz.f32 %{{f[0-9]+}}, %[[T]];
+# CHECK:         div.rn.f32
+# CHECK:         cvt.rn.f16.f32 %[[H:h[0-9]+]],
+# CHECK:         st.global.b16 [%{{rd[0-9]+}}], %{{h[0-9]+}};

@@ -1,0 +1,223 @@
+"""Launching compiled kernels on the GPU: `kernel[grid](*cuda_tensors)`.
+
+The JIT (`tilec.jit.Launcher`) asks `target_for_args` which target the arguments
+select: "cpu" for numpy arrays, the current device's PTX target (sm_90a on an H100,
+sm_80 for any sm_8x, sm_100a on Blackwell) when they are torch CUDA tensors or
+objects with `__cuda_array_interface__`.  `device_array` wraps such a tensor in a
+`DeviceArray`: the numpy-like view (dtype, shape, strides, flags) that
+`Kernel.bind` reads, plus the device pointer.
+
+`launch_artifact` packs the parameters in the order `backends.ptx.emitter` declares
+them (pointer + u32 dims per tensor, scalars, grid extents of axes >= 2), loads the
+cubin once per (device, PTX) and launches on torch's current stream.  The grid's
+axes 2.. are folded onto `gridDim.z`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from tilec.errors import LaunchError
+
+__all__ = ["DeviceArray", "device_array", "is_device_array", "target_for_args", "launch_artifact"]
+
+
+@dataclass(frozen=True)
+class _Flags:
+    c_contiguous: bool
+
+
+class DeviceArray:
+    """A GPU array as `Kernel.bind` sees it: numpy dtype, shape, strides (bytes), flags,
+    plus `ptr` (device address), `device` (ordinal) and `obj` (the original object,
+    kept alive until the launch)."""
+
+    __slots__ = ("obj", "ptr", "shape", "dtype", "strides", "flags", "device")
+
+    def __init__(self, obj, ptr: int, shape, dtype, strides, device: int):
+        self.obj, self.ptr, self.device = obj, int(ptr), int(device)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        item = self.dtype.itemsize
+        if strides is None:
+            strides = _contiguous_strides(self.shape, item)
+        self.strides = tuple(int(s) for s in strides)
+        self.flags = _Flags(self.strides == _contiguous_strides(self.shape, item) or 0 in self.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __repr__(self) -> str:
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, device={self.device})"
+
+
+def _contiguous_strides(shape, item: int) -> tuple[int, ...]:
+    out, acc = [], item
+    for n in reversed(shape):
+        out.append(acc)
+        acc *= max(n, 1)
+    return tuple(reversed(out))
+
+
+def _torch_np_dtype(tdtype):
+    import ml_dtypes
+
+    name = str(tdtype).removeprefix("torch.")
+    table = {"float32": np.float32, "float16": np.float16, "float64": np.float64, "bfloat16": ml_dtypes.bfloat16,
+             "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64, "uint8": np.uint8,
+             "uint32": np.uint32, "bool": np.bool_, "float8_e4m3fn": ml_dtypes.float8_e4m3fn,
+             "float8_e5m2": ml_dtypes.float8_e5m2, "float8_e8m0fnu": ml_dtypes.float8_e8m0fnu}
+    if name not in table:
+        raise LaunchError(f"torch dtype {tdtype} has no tilec equivalent")
+    return np.dtype(table[name])
+
+
+def is_device_array(a) -> bool:
+    """True for torch CUDA tensors and objects with `__cuda_array_interface__`."""
+    if type(a).__module__.startswith("torch"):
+        dev = getattr(a, "device", None)
+        return dev is not None and getattr(dev, "type", "cpu") == "cuda"
+    return hasattr(a, "__cuda_array_interface__")
+
+
+def device_array(a) -> DeviceArray:
+    """The `DeviceArray` of a torch CUDA tensor or a `__cuda_array_interface__` object."""
+    if type(a).__module__.startswith("torch"):
+        item = a.element_size()
+        return DeviceArray(a, a.data_ptr(), a.shape, _torch_np_dtype(a.dtype),
+                           tuple(s * item for s in a.stride()), a.device.index or 0)
+    cai = a.__cuda_array_interface__
+    dtype = np.dtype(cai["typestr"])
+    if cai.get("descr") and len(cai["descr"]) == 1 and cai["descr"][0][0] == "":
+        dtype = np.dtype(cai["descr"][0][1])
+    device = 0
+    try:
+        from tilec.runtime.cuda import current_device
+        device = current_device()["ordinal"]
+    except Exception:  # noqa: BLE001 - no driver: the launch reports it
+        pass
+    return DeviceArray(a, cai["data"][0] or 0, cai["shape"], dtype, cai.get("strides"), device)
+
+
+def _gpu_target() -> str:
+    """The PTX target tilec uses for the current device."""
+    from tilec.runtime.cuda import current_device
+
+    try:
+        major, minor = current_device()["cc"]
+    except Exception as e:  # noqa: BLE001
+        raise LaunchError(f"GPU tensors were passed but CUDA is unavailable: {e}") from None
+    if major == 9:
+        return "sm_90a"
+    if major == 8:
+        return "sm_80"
+    if major == 10:
+        return "sm_100a"
+    raise LaunchError(f"no tilec GPU target for compute capability {major}.{minor} "
+                      f"(supported: sm_80 family, sm_90a, sm_100a)")
+
+
+def target_for_args(args) -> str:
+    """"cpu" unless some argument lives on a GPU (then every array argument must)."""
+    gpu = [a for a in args if is_device_array(a)]
+    if not gpu:
+        return "cpu"
+    for a in args:
+        if isinstance(a, np.ndarray) or (type(a).__module__.startswith("torch") and hasattr(a, "device")
+                                         and not is_device_array(a)):
+            raise LaunchError("kernel arguments mix host arrays and GPU tensors; move them all to one device")
+    return _gpu_target()
+
+
+# ----------------------------------------------------------------------------- launching
+
+_loaded: dict[tuple, object] = {}
+_lock = threading.Lock()
+
+
+def _launcher(artifact, device: int):
+    """The `tilec.runtime.cuda.Launcher` of `artifact` on `device` (loaded once)."""
+    gpu = artifact.gpu
+    key = (device, gpu.target, gpu.ptx)
+    hit = _loaded.get(key)
+    if hit is not None:
+        return hit
+    from tilec.runtime import cuda
+
+    with _lock:
+        hit = _loaded.get(key)
+        if hit is not None:
+            return hit
+        try:
+            image = artifact.cubin()
+        except FileNotFoundError:  # no ptxas: the driver JIT-compiles the PTX (.version <= 9.0)
+            image = gpu.ptx
+        module = cuda.load_module(image)
+        fn = module.function(gpu.name)
+        launcher = fn.launcher([p.kind for p in gpu.params], (gpu.num_threads, 1, 1), gpu.smem_bytes)
+        launcher.module = module  # keep the module alive with its launcher
+        _loaded[key] = launcher
+        return launcher
+
+
+def _scalar(kind: str, dtype_name: str, value):
+    from tilec import dtypes as dt
+
+    d = dt.lookup(dtype_name)
+    if d.is_float:
+        return float(np.array(value, dtype=np.float64).astype(d.np_dtype))
+    v = int(value)
+    if d.bits == 1:
+        return int(bool(v))
+    if kind == "u32":
+        return v & 0xFFFFFFFF
+    if kind == "i32":
+        v &= (1 << d.bits) - 1
+        v = v - (1 << d.bits) if d.is_signed and v >= 1 << (d.bits - 1) else v
+        return v
+    return v
+
+
+def launch_artifact(artifact, values: list, grid: tuple[int, ...]) -> None:
+    """Launch a GPU `artifact` with the run-time `values` of `Kernel.bind` on `grid`."""
+    gpu = artifact.gpu
+    devices = {v.device for v in values if isinstance(v, DeviceArray)}
+    if len(devices) > 1:
+        raise LaunchError(f"kernel '{artifact.name}': tensors on several devices {sorted(devices)}")
+    from tilec.runtime.cuda import current_device
+
+    device = current_device()["ordinal"]
+    if devices and devices != {device}:
+        raise LaunchError(f"kernel '{artifact.name}': tensors are on cuda:{devices.pop()}, the current "
+                          f"device is cuda:{device} (use torch.cuda.device(...))")
+    args = []
+    for p in gpu.params:
+        role = p.role
+        if role[0] == "tensor":
+            args.append(values[role[1]].ptr)
+        elif role[0] == "dim":
+            n = values[role[1]].shape[role[2]]
+            if n >= 1 << 32:
+                raise LaunchError(f"kernel '{artifact.name}': tensor dim {n} does not fit 32 bits")
+            args.append(n)
+        elif role[0] == "scalar":
+            args.append(_scalar(p.kind, role[2], values[role[1]]))
+        else:
+            axis = role[1]
+            args.append(grid[axis] if axis < len(grid) else 1)
+    gx = grid[0]
+    gy = grid[1] if len(grid) > 1 else 1
+    gz = math.prod(grid[2:]) if len(grid) > 2 else 1
+    if gx >= 1 << 31 or gy > 65535 or gz > 65535:
+        raise LaunchError(f"kernel '{artifact.name}': grid {grid} exceeds the CUDA limits "
+                          f"(x < 2^31, y <= 65535, axes 2.. together <= 65535)")
+    _launcher(artifact, device)((gx, gy, gz), *args)
