@@ -1,0 +1,58 @@
+"""Run what tilec's PTX emitter produced (`backends.ptx.emitter.PtxKernel`) in the simulator.
+
+    art = tilec.compile(kernel, *args, target="sm_100a")
+    run_ptx_kernel(art.gpu, values, grid)          # numpy arrays in ``values`` updated in place
+
+``values`` are the kernel's bound arguments in signature order (numpy arrays for tensors,
+numbers for scalars), as `Kernel.bind` returns them.  The parameter ABI follows
+`PtxKernel.params`: per tensor a pointer then its dims, scalars, then grid extents of axes
+2.. (folded onto %ctaid.z, axis 2 fastest).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import simulate
+
+
+def ptx_kernel_args(kernel, values, grid) -> list:
+    """The ``(kind, value)`` launch arguments of ``kernel`` for ``values`` and ``grid``."""
+    grid = tuple(int(g) for g in grid)
+    out = []
+    for p in kernel.params:
+        role = p.role
+        if role[0] == "tensor":
+            out.append(("ptr", values[role[1]]))
+        elif role[0] == "dim":
+            out.append((p.kind, int(values[role[1]].shape[role[2]])))
+        elif role[0] == "scalar":
+            v = values[role[1]]
+            out.append((p.kind, float(v) if p.kind in ("f32", "f64") else int(v)))
+        elif role[0] == "grid":
+            out.append((p.kind, grid[role[1]] if role[1] < len(grid) else 1))
+        else:
+            raise ValueError(f"unknown parameter role {role!r}")
+    return out
+
+
+def launch_grid(grid) -> tuple[int, int, int]:
+    """Tile grid (any rank) -> CUDA grid: axes 0, 1, then the product of the rest on z."""
+    grid = tuple(int(g) for g in grid)
+    gx = grid[0] if grid else 1
+    gy = grid[1] if len(grid) > 1 else 1
+    gz = math.prod(grid[2:]) if len(grid) > 2 else 1
+    return gx, gy, gz
+
+
+def run_ptx_kernel(kernel, values, grid, arch: str | None = None, **options) -> None:
+    """Simulate an emitted `PtxKernel` on ``grid`` (the tile grid, any rank)."""
+    arrays = [v for v in values if isinstance(v, np.ndarray)]
+    for a in arrays:
+        if not a.flags.c_contiguous:
+            raise ValueError("tensor arguments must be C-contiguous numpy arrays (written in place)")
+    simulate(kernel.ptx, kernel.name, launch_grid(grid), (kernel.num_threads, 1, 1),
+             ptx_kernel_args(kernel, values, grid), shared_bytes=kernel.smem_bytes,
+             arch=arch or kernel.target, **options)
