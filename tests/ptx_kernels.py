@@ -1,5 +1,5 @@
 """Kernels and runners shared by the PTX tests: the same kernel runs on the CPU
-interpreter (the reference semantics), on the PTX simulator (`ptx_sim.py`, in
+interpreter (the reference semantics), on the PTX simulator (`tilec.backends.sim`, in
 CI) and on a real GPU (`test_gpu_examples.py`), and the outputs are compared.
 
 `CASES` lists (id, kernel, grid, make_args(rng), tolerance); `make_args` returns the
@@ -410,13 +410,13 @@ def run_cpu(kernel, grid, args) -> list:
 
 
 def run_sim(kernel, grid, args, target="sm_90a") -> list:
-    import ptx_sim
+    from tilec.backends.sim.launch import run_ptx_kernel
     from tilec.driver import compile_kernel
 
     args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     specs, values = kernel.bind(tuple(args))
     artifact = compile_kernel(kernel, specs, target)
-    ptx_sim.run(artifact.gpu, values, grid)
+    run_ptx_kernel(artifact.gpu, values, grid)
     return outputs(args)
 
 

@@ -1,6 +1,6 @@
 """The PTX backend without a GPU: every example compiles for sm_80, sm_90a and sm_100a and
 ptxas accepts it; the emitted PTX computes what the CPU interpreter computes (run on
-the PTX simulator, `ptx_sim.py`); unsupported combinations fail clearly."""
+the PTX simulator, `tilec.backends.sim`); unsupported combinations fail clearly."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def _examples_small():
         [np.full(2100, np.nan, np.float32)], 0.0
     yield "fused_elementwise", "bias_gelu", (2, 2), [rng.standard_normal((50, 70)).astype(f16),
                                                      rng.standard_normal(70).astype(f16),
-                                                     np.full((50, 70), np.nan, f16), 0.75, 32, 64], 0.0
+                                                     np.full((50, 70), np.nan, f16), 0.75, 32, 64], 4e-3
     yield "matmul", "matmul_kernel", (3, 2), [rng.standard_normal((70, 50)).astype(f16),
                                               rng.standard_normal((50, 40)).astype(f16),
                                               np.full((70, 40), np.nan, np.float32), 32, 32, 16], 1e-5
