@@ -28,7 +28,7 @@ _DTYPES = ("bfloat16", "bool_", "float4_e2m1fn", "float8_e4m3fn", "float8_e5m2",
            "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint32")
 _EXPORTS = {**{n: "tilec.api" for n in _API}, **{n: "tilec.dtypes" for n in _DTYPES},
             "CompileError": "tilec.errors", "LaunchError": "tilec.errors", "TilecError": "tilec.errors",
-            "Kernel": "tilec.jit", "kernel": "tilec.jit"}
+            "Kernel": "tilec.jit", "kernel": "tilec.jit", "autotune": "tilec.tuning", "Config": "tilec.tuning"}
 
 __all__ = sorted(_EXPORTS) + ["compile", "__version__"]
 

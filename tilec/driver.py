@@ -19,6 +19,15 @@ class CompileOptions:
     print_ir_after: tuple[str, ...] = ()   # pass names whose output IR is recorded
     verify: bool = False                   # verify after every pass (tests / --debug)
     debuginfo: bool = False                # print locations in recorded IR
+    num_warps: int | None = None           # GPU: warps per program (default: kernel option, else 4)
+    num_stages: int | None = None          # GPU: software-pipeline depth of async copies
+
+    def kernel_option(self, kernel, name: str, default):
+        """This compile's `name` if set, else the kernel's `@ct.kernel(name=...)`, else `default`."""
+        value = getattr(self, name)
+        if value is None:
+            value = getattr(kernel, "options", {}).get(name, default)
+        return value
 
 
 @dataclass
@@ -139,7 +148,7 @@ def _emit_gpu(kernel, module, target: str, options: CompileOptions, stages: list
         return None
     from tilec.backends.ptx.emitter import emit_kernel
 
-    gpu = emit_kernel(module, target, num_warps=int(getattr(kernel, "options", {}).get("num_warps", 4)))
+    gpu = emit_kernel(module, target, num_warps=int(options.kernel_option(kernel, "num_warps", 4)))
     if options.keep_ir or "emit-ptx" in options.print_ir_after:
         stages.append(("emit-ptx", gpu.ptx))
     return gpu

@@ -181,16 +181,17 @@ class Kernel:
 
 
 class Launcher:
-    def __init__(self, kernel: Kernel, grid: tuple[int, ...]):
+    def __init__(self, kernel: Kernel, grid: tuple[int, ...], options=None):
         self.kernel = kernel
         self.grid = grid
+        self.options = options  # driver.CompileOptions (num_warps, num_stages) or None
 
     def __call__(self, *args, **kwargs):
         try:
             args = self.kernel.complete_args(args, kwargs)
             from tilec.runtime.launch import target_for_args
             target = target_for_args(args)  # "cpu" for host arrays, the device's sm_* for GPU tensors
-            artifact, values = self.kernel.compile_for(args, target)
+            artifact, values = self.kernel.compile_for(args, target, self.options)
             if artifact.grid_rank > len(self.grid):
                 raise LaunchError(f"kernel '{self.kernel.name}' ({self.kernel.where}) reads grid axis "
                                   f"{artifact.grid_rank - 1} but was launched on a {len(self.grid)}-D grid "
