@@ -2,7 +2,9 @@
 
     python bench/gpu_examples.py        # needs a CUDA GPU and torch
 
-Times are the median of CUDA-event-timed launches after a warm-up (compile excluded).
+Times are the median of CUDA-event-timed batches of back-to-back launches after a warm-up
+(compile excluded); before 2026-11-25's GPU section they were single launches with a
+synchronize after each, which also counted the host's launch work.
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ def load(name):
     return mod
 
 
-def timed(fn, reps=20) -> float:
+def timed(fn, reps=20, inner=10) -> float:
+    """Median seconds per call: `inner` calls back to back between two CUDA events (the
+    host's launch work overlaps the GPU's), `reps` samples, after a warm-up."""
     fn()
     torch.cuda.synchronize()
     out = []
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
-        fn()
+        for _ in range(inner):
+            fn()
         b.record()
         torch.cuda.synchronize()
-        out.append(a.elapsed_time(b) * 1e-3)
+        out.append(a.elapsed_time(b) * 1e-3 / inner)
     return statistics.median(out)
 
 

@@ -248,11 +248,22 @@ class DimOp(IRDLOperation):
 
 
 def check_offsets(tensor: TensorType, n_offsets: int, tile_shape: Sequence[int]) -> None:
-    """Offsets and tile rank must both match the tensor's rank."""
+    """Offsets and tile rank must both match the tensor's rank; an fp4 tile is whole bytes
+    of the packed tensor (`check_packed_tile`)."""
     if n_offsets != tensor.rank:
         raise ShapeError(f"a rank-{tensor.rank} tensor needs {tensor.rank} offsets, got {n_offsets}")
     if len(tile_shape) != tensor.rank:
         raise ShapeError(f"a rank-{tensor.rank} tensor needs a rank-{tensor.rank} tile, got shape {list(tile_shape)}")
+    check_packed_tile(tensor.element_type, tile_shape)
+
+
+def check_packed_tile(elt: Attribute, tile_shape: Sequence[int]) -> None:
+    """fp4 tensors hold two elements per byte along the innermost dim, so a tile loaded
+    from or stored to one spans whole bytes: an even innermost extent (its offset must be
+    even too, which only the run time can check)."""
+    if str(elt) == "f4E2M1FN" and tile_shape and tile_shape[-1] % 2:
+        raise ShapeError(f"a float4_e2m1fn tile of a tensor needs an even innermost dim (two elements per byte), "
+                         f"got shape {list(tile_shape)}")
 
 
 @irdl_op_definition
@@ -744,6 +755,202 @@ class MatmulOp(IRDLOperation):
             raise VerifyException("matmul accumulator must have the result's type")
 
 
+# --------------------------------------------------------------------------- block scaling
+
+#: element types of a block-scaled tile (`tile.quantize` produces only f4E2M1FN)
+BLOCK_SCALED_TYPES = ("f4E2M1FN", "f8E4M3FN", "f8E5M2")
+#: scale types: ue8m0 powers of two (MX) and e4m3 (NVFP4; the hardware reads it as ue4m3)
+SCALE_TYPES = ("f8E8M0FNU", "f8E4M3FN")
+#: what `tile.quantize` reads and `tile.dequantize` writes
+UNSCALED_TYPES = ("f32", "f16", "bf16")
+
+
+def _type_name(t: Attribute) -> str:
+    from tilec.dtypes import from_ir
+    try:
+        return from_ir(element_type_of(t)).name
+    except KeyError:
+        return str(element_type_of(t))
+
+
+def block_scales_shape(shape: Sequence[int], block: int) -> tuple[int, ...]:
+    """Shape of the scales of a tile block-scaled along its last axis: one scale per
+    `block` consecutive elements, `[..., K] -> [..., K / block]`."""
+    if block <= 0:
+        raise ShapeError(f"the scale block must be positive, got {block}")
+    if len(shape) == 0:
+        raise ShapeError("block scaling needs a tile, got a scalar")
+    if shape[-1] % block:
+        raise ShapeError(f"block {block} does not divide the last dim {shape[-1]} of a {list(shape)} tile")
+    return (*shape[:-1], shape[-1] // block)
+
+
+def scaled_matmul_result_shape(a: Sequence[int], a_scale: Sequence[int], b: Sequence[int],
+                               b_scale: Sequence[int], block: int) -> tuple[int, int]:
+    """`[M, N]` of a block-scaled `a @ b`, checking the scales: `a` [M, K] with `a_scale`
+    [M, K/block] and `b` [K, N] with `b_scale` [N, K/block] (one row of scales per output
+    column, as the hardware's SFB)."""
+    if len(a) != 2 or len(b) != 2:
+        raise ShapeError(f"scaled matmul needs 2-D tiles, got shapes {list(a)} and {list(b)}")
+    (M, K), (K2, N) = a, b
+    if K != K2:
+        raise ShapeError(f"matmul shapes {list(a)} and {list(b)} do not agree: inner dimensions {K} and {K2} differ")
+    if block <= 0:
+        raise ShapeError(f"the scale block must be positive, got {block}")
+    if K % block:
+        raise ShapeError(f"block {block} does not divide K = {K} of a scaled matmul")
+    for name, got, want, what in (("a_scale", a_scale, (M, K // block), "[M, K/block]"),
+                                  ("b_scale", b_scale, (N, K // block), "[N, K/block]")):
+        if tuple(got) != want:
+            raise ShapeError(f"{name} must have shape {what} = {list(want)} for a [{M}, {K}] @ [{K}, {N}] "
+                             f"matmul with block {block}, got {list(got)}")
+    return (M, N)
+
+
+def _check_types(what: str, t: Attribute, allowed: tuple[str, ...]) -> None:
+    if _type_name(t) not in allowed:
+        raise VerifyException(f"{what} must hold one of {', '.join(allowed)}, got {_type_name(t)}")
+
+
+def _check_block_scales(q: TileType, scales: TileType, block: int) -> None:
+    try:
+        want = block_scales_shape(q.get_shape(), block)
+    except ShapeError as e:
+        raise VerifyException(str(e)) from None
+    if scales.get_shape() != want:
+        raise VerifyException(f"scales of a {list(q.get_shape())} tile with block {block} must have shape "
+                               f"{list(want)}, got {list(scales.get_shape())}")
+
+
+@irdl_op_definition
+class QuantizeOp(IRDLOperation):
+    """Quantize to e2m1 with one scale per `block` elements of the last axis (`ct.quantize`).
+
+    Per block, with amax its largest magnitude (computed in f32):
+    * f8E8M0FNU scales (MX): scale = 2^(floor(log2(amax)) - 2) (2 is e2m1's emax),
+      clamped to [2^-127, 2^127]; a zero block gets 2^-127, a block with inf or NaN a
+      NaN scale;
+    * f8E4M3FN scales (NVFP4): scale = amax / 6 rounded to nearest-even e4m3,
+      saturating at 448; where it rounds to 0 the block quantizes to 0.
+    Then result = x / scale rounded to nearest-even e2m1, saturating at +-6.
+
+    ```mlir
+    %q, %s = tile.quantize %x block 32 : !tile.tile<128x64xf32> -> !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>
+    ```
+    """
+
+    name = "tile.quantize"
+    source = operand_def(TileType)
+    block = prop_def(IntegerAttr[I64])
+    result = result_def(TileType)
+    scales = result_def(TileType)
+    traits = traits_def(Pure())
+    assembly_format = "$source `block` $block attr-dict `:` type($source) `->` type($result) `,` type($scales)"
+
+    def __init__(self, source: SSAValue, block: int, elt: Attribute, scale_elt: Attribute):
+        shape = source.type.get_shape()
+        super().__init__(operands=[source], properties={"block": _int_prop(block)},
+                         result_types=[TileType(shape, elt), TileType(block_scales_shape(shape, block), scale_elt)])
+
+    def verify_(self) -> None:
+        if self.source.type.get_shape() != self.result.type.get_shape():
+            raise VerifyException(f"quantized tile has shape {list(self.result.type.get_shape())}, "
+                                  f"the source {list(self.source.type.get_shape())}")
+        _check_types("the quantized source", self.source.type, UNSCALED_TYPES)
+        _check_types("the quantized tile", self.result.type, ("f4E2M1FN",))
+        _check_types("the scales", self.scales.type, SCALE_TYPES)
+        _check_block_scales(self.result.type, self.scales.type, self.block.value.data)
+
+
+@irdl_op_definition
+class DequantizeOp(IRDLOperation):
+    """`source * scales`, each scale repeated over its `block` elements of the last axis
+    (`ct.dequantize`): exact in f32, then rounded to the result type (nearest even).
+
+    ```mlir
+    %x = tile.dequantize %q scale %s block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU> -> !tile.tile<128x64xf32>
+    ```
+    """
+
+    name = "tile.dequantize"
+    source = operand_def(TileType)
+    scales = operand_def(TileType)
+    block = prop_def(IntegerAttr[I64])
+    result = result_def(TileType)
+    traits = traits_def(Pure())
+    assembly_format = ("$source `scale` $scales `block` $block attr-dict `:` type($source) `,` type($scales) "
+                       "`->` type($result)")
+
+    def __init__(self, source: SSAValue, scales: SSAValue, block: int, elt: Attribute):
+        super().__init__(operands=[source, scales], properties={"block": _int_prop(block)},
+                         result_types=[TileType(source.type.get_shape(), elt)])
+
+    def verify_(self) -> None:
+        if self.source.type.get_shape() != self.result.type.get_shape():
+            raise VerifyException(f"dequantized tile has shape {list(self.result.type.get_shape())}, "
+                                  f"the source {list(self.source.type.get_shape())}")
+        _check_types("the dequantized source", self.source.type, BLOCK_SCALED_TYPES)
+        _check_types("the scales", self.scales.type, SCALE_TYPES)
+        _check_types("the dequantized result", self.result.type, UNSCALED_TYPES)
+        _check_block_scales(self.source.type, self.scales.type, self.block.value.data)
+
+
+@irdl_op_definition
+class ScaledMatmulOp(IRDLOperation):
+    """Block-scaled matrix product (`ct.matmul(a, b, a_scale=.., b_scale=..)`), in f32:
+
+        result[m, n] = acc[m, n] + sum_k lhs[m, k] * lhs_scale[m, k / block]
+                                         * rhs[k, n] * rhs_scale[n, k / block]
+
+    `lhs` [M, K] and `rhs` [K, N] hold e2m1 (or fp8) values; `lhs_scale` [M, K/block]
+    and `rhs_scale` [N, K/block] are ue8m0 (MX) or e4m3 (NVFP4), one type for both.
+    Each product is exact; the sum order is the target's (tcgen05 kind::mxf4 /
+    kind::mxf4nvf4 on sm_100a).
+
+    ```mlir
+    %c = tile.scaled_matmul %a scale %sa, %b scale %sb, %acc block 32
+         : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>, !tile.tile<64x128xf4E2M1FN>,
+           !tile.tile<128x2xf8E8M0FNU> -> !tile.tile<128x128xf32>
+    ```
+    """
+
+    name = "tile.scaled_matmul"
+    ACC: ClassVar = VarConstraint("ACC", BaseAttr(TileType))
+    lhs = operand_def(TileType)
+    lhs_scale = operand_def(TileType)
+    rhs = operand_def(TileType)
+    rhs_scale = operand_def(TileType)
+    acc = opt_operand_def(ACC)
+    block = prop_def(IntegerAttr[I64])
+    result = result_def(ACC)
+    traits = traits_def(Pure())
+    assembly_format = ("$lhs `scale` $lhs_scale `,` $rhs `scale` $rhs_scale (`,` $acc^)? `block` $block attr-dict "
+                       "`:` type($lhs) `,` type($lhs_scale) `,` type($rhs) `,` type($rhs_scale) `->` type($result)")
+
+    def __init__(self, lhs: SSAValue, lhs_scale: SSAValue, rhs: SSAValue, rhs_scale: SSAValue, block: int,
+                 result: TileType, acc: SSAValue | None = None):
+        super().__init__(operands=[lhs, lhs_scale, rhs, rhs_scale, [acc] if acc is not None else []],
+                         properties={"block": _int_prop(block)}, result_types=[result])
+
+    def verify_(self) -> None:
+        try:
+            shape = scaled_matmul_result_shape(self.lhs.type.get_shape(), self.lhs_scale.type.get_shape(),
+                                               self.rhs.type.get_shape(), self.rhs_scale.type.get_shape(),
+                                               self.block.value.data)
+        except ShapeError as e:
+            raise VerifyException(str(e)) from None
+        if shape != self.result.type.get_shape():
+            raise VerifyException(f"scaled matmul result shape is {list(shape)}, result type says "
+                                  f"{list(self.result.type.get_shape())}")
+        _check_types("lhs", self.lhs.type, BLOCK_SCALED_TYPES)
+        _check_types("rhs", self.rhs.type, BLOCK_SCALED_TYPES)
+        _check_types("lhs_scale", self.lhs_scale.type, SCALE_TYPES)
+        if self.rhs_scale.type.element_type != self.lhs_scale.type.element_type:
+            raise VerifyException(f"both scales must share a type, got {_type_name(self.lhs_scale.type)} "
+                                  f"and {_type_name(self.rhs_scale.type)}")
+        _check_types("the result", self.result.type, ("f32",))
+
+
 def reduce_result_shape(shape: Sequence[int], axis: int, keepdims: bool) -> tuple[int, ...]:
     """Shape after reducing `axis` (already normalised to >= 0)."""
     if not 0 <= axis < len(shape):
@@ -833,7 +1040,8 @@ class RandOp(IRDLOperation):
 Tile = Dialect(
     "tile",
     [TileIdxOp, NumTilesOp, DimOp, LoadOp, StoreOp, SplatOp, BroadcastOp, ReshapeOp, PermuteOp,
-     ArangeOp, ExtractOp, CmpOp, SelectOp, CastOp, MatmulOp, ReduceOp, RandOp,
+     ArangeOp, ExtractOp, CmpOp, SelectOp, CastOp, MatmulOp, QuantizeOp, DequantizeOp, ScaledMatmulOp,
+     ReduceOp, RandOp,
      *BINARY_OP_CLASSES.values(), *UNARY_OP_CLASSES.values()],
     [TileType, TensorType],
 )

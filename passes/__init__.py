@@ -30,6 +30,24 @@ def _tile_verify() -> type[ModulePass]:
     return TileVerifyPass
 
 
+def _tile_select_mma() -> type[ModulePass]:
+    from tilec.passes.select_mma import TileSelectMmaPass
+
+    return TileSelectMmaPass
+
+
+def _tile_promote_smem() -> type[ModulePass]:
+    from tilec.passes.promote_smem import TilePromoteSmemPass
+
+    return TilePromoteSmemPass
+
+
+def _tile_async_copy() -> type[ModulePass]:
+    from tilec.passes.async_copy import TileAsyncCopyPass
+
+    return TileAsyncCopyPass
+
+
 def _canonicalize() -> type[ModulePass]:
     from xdsl.transforms.canonicalize import CanonicalizePass
 
@@ -52,6 +70,9 @@ def _dce() -> type[ModulePass]:
 TILEC_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "tile-canonicalize": _tile_canonicalize,
     "tile-verify": _tile_verify,
+    "tile-select-mma": _tile_select_mma,
+    "tile-promote-smem": _tile_promote_smem,
+    "tile-async-copy": _tile_async_copy,
 }
 #: the xDSL passes tilec pipelines use, under their xDSL names.
 def _licm() -> type[ModulePass]:

@@ -9,7 +9,7 @@ as the hardware's accumulating MMA does.
 Input invariant:
   - any verified tile IR (`func`, `scf`, `arith`, `math`, `tile`).
 Output IR:
-  - no `tile.add` of a single-use, same-block, accumulator-free `tile.matmul`;
+  - no `tile.add` of a single-use, same-block, accumulator-free `tile.matmul` / `tile.scaled_matmul`;
   - no `tile.broadcast` / `tile.reshape` / `tile.cast` whose result type is its source's;
   - no scalar `tile.add/sub/mul/floordiv/rem/div` of two `arith.constant`s, and no
     scalar `x + 0`, `x - 0`, `x * 1`; no dead pure op, no duplicate pure op.
@@ -42,7 +42,8 @@ from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriter, 
 from xdsl.transforms.common_subexpression_elimination import cse
 from xdsl.transforms.dead_code_elimination import region_dce
 
-from tilec.dialects.tile import BINARY_OP_CLASSES, BroadcastOp, CastOp, MatmulOp, ReshapeOp, TileType
+from tilec.dialects.tile import (BINARY_OP_CLASSES, BroadcastOp, CastOp, MatmulOp, ReshapeOp, ScaledMatmulOp,
+                                 TileType)
 
 AddOp, SubOp, MulOp = BINARY_OP_CLASSES["add"], BINARY_OP_CLASSES["sub"], BINARY_OP_CLASSES["mul"]
 _FLOAT_FORMATS = {Float16Type: "e", Float32Type: "f", Float64Type: "d"}  # struct codes
@@ -69,7 +70,8 @@ def _round_float(x: float, fmt: str) -> float:
 
 
 class FuseAddIntoMatmul(RewritePattern):
-    """`tile.add %acc, tile.matmul(%a, %b)` (either order) -> `tile.matmul %a, %b, %acc`.
+    """`tile.add %acc, tile.matmul(%a, %b)` (either order) -> `tile.matmul %a, %b, %acc`,
+    and the same for `tile.scaled_matmul`.
 
     Only when the matmul has no `acc` yet, this add is its single use (the product is
     never needed on its own) and both sit in one block (fusing a loop-invariant
@@ -82,8 +84,13 @@ class FuseAddIntoMatmul(RewritePattern):
             return
         for prod, acc in ((op.rhs, op.lhs), (op.lhs, op.rhs)):
             mm = prod.owner
-            if isinstance(mm, MatmulOp) and mm.acc is None and prod.has_one_use() and mm.parent is op.parent:
-                fused = MatmulOp(mm.lhs, mm.rhs, mm.result.type, acc=acc)
+            if (isinstance(mm, (MatmulOp, ScaledMatmulOp)) and mm.acc is None and prod.has_one_use()
+                    and mm.parent is op.parent):
+                if isinstance(mm, ScaledMatmulOp):
+                    fused = ScaledMatmulOp(mm.lhs, mm.lhs_scale, mm.rhs, mm.rhs_scale, mm.block.value.data,
+                                           mm.result.type, acc=acc)
+                else:
+                    fused = MatmulOp(mm.lhs, mm.rhs, mm.result.type, acc=acc)
                 fused.location = mm.location
                 rewriter.replace(op, fused)
                 rewriter.erase(mm)

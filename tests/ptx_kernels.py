@@ -396,6 +396,124 @@ def _philox(rng):
 case("philox", philox, (3,), _philox)
 
 
+# ---------------------------------------------------------------------------- vector accesses, shuffle reductions
+# (backends/ptx/vectorize.py, lower_reduce.py): aligned / unaligned / ragged tiles, every
+# dtype the vector path moves, reductions on every axis across lanes, warps and registers.
+
+
+@ct.kernel
+def copy_2d(X: ct.Tensor, Z: ct.Tensor, BM: ct.Constant[int], BN: ct.Constant[int], SHIFT: ct.Constant[int]):
+    i = ct.tile_idx(0)
+    j = ct.tile_idx(1)
+    x = ct.load_tile(X, offset=[i * BM, j * BN + SHIFT], size=[BM, BN], padding=-3.0)
+    ct.store_tile(Z, offset=[i * BM, j * BN + SHIFT], tile=x + x)
+
+
+@ct.kernel
+def copy_1d_pad(X: ct.Tensor, Z: ct.Tensor, B: ct.Constant[int]):
+    i = ct.tile_idx(0)
+    x = ct.load_tile(X, offset=[i * B], size=[2 * B], padding=5.0)   # reads past the end
+    ct.store_tile(Z, offset=[i * 2 * B], tile=x)
+
+
+@ct.kernel
+def reduce_flat(X: ct.Tensor, Z: ct.Tensor, FN: ct.Constant, R: ct.Constant[int], B: ct.Constant[int]):
+    i = ct.tile_idx(0)
+    x = ct.load_tile(X, offset=[0, i * B], size=[R, B])
+    r = FN(x)
+    ct.store_tile(Z, offset=[i], tile=ct.reshape(r, [1]).astype(Z.dtype))
+
+
+@ct.kernel(num_warps=8)
+def softmax_axis0(X: ct.Tensor, Y: ct.Tensor, BM: ct.Constant[int], BN: ct.Constant[int]):
+    j = ct.tile_idx(0)
+    x = ct.load_tile(X, offset=[0, j * BN], size=[BM, BN], padding=float("-inf")).astype(ct.float32)
+    e = ct.exp(x - ct.max(x, axis=0, keepdims=True))
+    ct.store_tile(Y, offset=[0, j * BN], tile=(e / ct.sum(e, axis=0, keepdims=True)).astype(Y.dtype))
+
+
+@ct.kernel
+def online_stats(X: ct.Tensor, M: ct.Tensor, L: ct.Tensor, BM: ct.Constant[int], BN: ct.Constant[int]):
+    i = ct.tile_idx(0)
+    m = ct.full([BM, 1], float("-inf"), ct.float32)
+    s = ct.zeros([BM, 1], ct.float32)
+    for start in range(0, X.shape[1], BN):
+        x = ct.load_tile(X, offset=[i * BM, start], size=[BM, BN], padding=float("-inf"))
+        m_new = ct.maximum(m, ct.max(x, axis=1, keepdims=True))
+        s = s * ct.exp(m - m_new) + ct.sum(ct.exp(x - m_new), axis=1, keepdims=True)
+        m = m_new
+    ct.store_tile(M, offset=[i * BM, 0], tile=m)
+    ct.store_tile(L, offset=[i * BM, 0], tile=s + ct.max(m, axis=0, keepdims=True))
+
+
+reduce_3d_8warps = ct.kernel(num_warps=8)(reduce_3d.fn)
+
+for _d in (np.float32, np.float16, BF16, np.float64, np.int32, np.int64):
+    for _shape, (_BM, _BN), _shift, _why in (((64, 96), (16, 32), 0, "aligned"),
+                                             ((70, 96), (16, 32), 0, "ragged-rows"),
+                                             ((64, 98), (16, 32), 0, "unaligned-rows"),
+                                             ((64, 100), (16, 32), 0, "pitch-16-bytes"),
+                                             ((40, 96), (8, 32), 2, "offset-2"),
+                                             ((40, 96), (8, 32), 1, "offset-1")):
+        def _mk(rng, d=_d, shape=_shape, blk=(_BM, _BN), shift=_shift):
+            x = (rng.standard_normal(shape) * 50).astype(d)
+            return [x, _out(shape, d), *blk, shift]
+        case(f"copy-{np.dtype(_d).name}-{_why}", copy_2d, (-(-_shape[0] // _BM), -(-_shape[1] // _BN)), _mk)
+
+
+def _copy1d(rng):
+    return [rng.standard_normal(1000).astype(np.float32), _out(4 * 512, np.float32), 256]
+
+
+case("copy-1d-past-the-end", copy_1d_pad, (4,), _copy1d)
+
+for _fn in (ct.sum, ct.max, ct.min, ct.argmax, ct.argmin):
+    for _axis in (0, 1, 2):
+        for _shape in ((4, 16, 64), (2, 32, 8), (16, 2, 16)):
+            def _mk(rng, fn=_fn, axis=_axis, shape=_shape):
+                A, B, C = shape
+                x = rng.integers(-2, 3, (2 * A + 1, B, C)).astype(np.float32)  # many ties, across warps too
+                rshape = [A, B, C]
+                rshape[axis] = 1
+                out = np.int32 if fn in (ct.argmax, ct.argmin) else np.float32
+                return [x, _out((3 * rshape[0], rshape[1], rshape[2]), out), fn, axis, A, B, C]
+            case(f"shfl-reduce-8w-{_fn.__name__}-axis{_axis}-{'x'.join(map(str, _shape))}", reduce_3d_8warps,
+                 (3,), _mk, 1e-5)
+
+for _d in (np.float64, np.int64, np.int32):
+    for _axis in (1, 2):
+        def _mk(rng, d=_d, axis=_axis):
+            A, B, C = 2, 16, 32
+            x = (rng.standard_normal((2 * A + 1, B, C)) * 100).astype(d)
+            rshape = [A, B, C]
+            rshape[axis] = 1
+            return [x, _out((3 * rshape[0], rshape[1], rshape[2]), d), ct.sum, axis, A, B, C]
+        case(f"shfl-reduce-sum-{np.dtype(_d).name}-axis{_axis}", reduce_3d, (3,), _mk, 1e-12)
+
+for _fn in (ct.sum, ct.max, ct.argmax):
+    def _mk(rng, fn=_fn):
+        x = rng.integers(-3, 4, (4, 768)).astype(np.float16)
+        out = np.int32 if fn is ct.argmax else np.float32
+        return [x, _out(3, out), fn, 4, 256]
+    case(f"shfl-reduce-all-{_fn.__name__}", reduce_flat, (3,), _mk, 1e-3)
+
+
+def _softmax0(rng):
+    x = (rng.standard_normal((50, 200)) * 3).astype(np.float16)
+    return [x, _out((50, 200), np.float16), 64, 32]
+
+
+case("softmax-axis0", softmax_axis0, (7,), _softmax0, 2e-3)
+
+
+def _online(rng):
+    x = (rng.standard_normal((37, 300)) * 3).astype(np.float32)
+    return [x, _out((37, 1), np.float32), _out((37, 1), np.float32), 16, 64]
+
+
+case("online-softmax-stats-loop", online_stats, (3,), _online, 1e-5)
+
+
 # ---------------------------------------------------------------------------- runners
 
 

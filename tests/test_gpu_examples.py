@@ -138,6 +138,57 @@ def test_flash_attention(example, causal):
     assert np.max(np.abs(host(o).astype(np.float64) - mod.reference(q, k, v, causal))) < 2e-2
 
 
+def test_vector_access_alignment_views(example):
+    """Vector loads/stores need 16-byte aligned rows (`TensorSpec.div16`): views that start
+    4 bytes into a buffer take the scalar path, views 16 bytes in the vector path; both right."""
+    mod = example("vector_add")
+    rng = np.random.default_rng()
+    n = 100_003
+    for shift in (1, 4):   # f32 elements: 4 bytes (misaligned) and 16 bytes (aligned)
+        bufs = [cuda(rng.standard_normal(n + shift, dtype=np.float32)) for _ in range(2)]
+        x, y = (b[shift:] for b in bufs)
+        z = poisoned(n + shift)[shift:]
+        mod.add(x, y, z)
+        assert np.max(np.abs(host(z) - mod.reference(host(x), host(y)))) < 1e-6
+    sm = example("softmax")
+    m, n = 37, 1024
+    for shift in (3, 8):   # f16 elements: 6 bytes (misaligned) and 16 bytes (aligned)
+        buf = cuda((rng.standard_normal(m * n + shift) * 3).astype(np.float16))
+        x = buf[shift:].view(m, n)
+        y = poisoned(m * n + shift, torch.float16)[shift:].view(m, n)
+        sm.softmax(x, y)
+        assert np.max(np.abs(host(y).astype(np.float64) - sm.reference(host(x)))) < 1e-3
+
+
+@pytest.mark.parametrize("bm,num_warps", [(1, 16), (2, 32), (1, 4)])
+def test_softmax_bench_configs(example, bm, num_warps):
+    """The configurations bench/softmax.py times, on full and ragged shapes."""
+    import tilec as ct
+
+    sm = example("softmax")
+    kern = ct.kernel(num_warps=num_warps)(sm.softmax_kernel.fn)
+    rng = np.random.default_rng()
+    for m, n in ((64, 8192), (33, 5000)):
+        x = (rng.standard_normal((m, n)) * 3).astype(np.float16)
+        y = poisoned((m, n), torch.float16)
+        kern[(ct.cdiv(m, bm),)](cuda(x), y, bm, sm.next_power_of_2(n))
+        assert np.max(np.abs(host(y).astype(np.float64) - sm.reference(x))) < 1e-3
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_flash_attention_head_dim_128_8_warps(example, causal):
+    """bench/attention.py's shape family (head_dim 128, 8 warps) on a ragged sequence."""
+    import tilec as ct
+
+    mod = example("flash_attention")
+    kern = ct.kernel(num_warps=8)(mod.flash_attention_fwd.fn)
+    rng = np.random.default_rng()
+    q, k, v = (rng.standard_normal((1, 2, 300, 128)).astype(np.float16) for _ in range(3))
+    o = poisoned(q.shape, torch.float16)
+    kern[(ct.cdiv(300, 64), 2, 1)](cuda(q), cuda(k), cuda(v), o, 1.0 / np.sqrt(128), 64, 64, 128, causal)
+    assert np.max(np.abs(host(o).astype(np.float64) - mod.reference(q, k, v, causal))) < 2e-2
+
+
 # ---------------------------------------------------------------------------- launch paths
 
 

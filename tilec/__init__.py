@@ -20,20 +20,24 @@ import importlib
 __version__ = "0.1.0"
 
 _API = ("Constant", "Tensor", "abs", "arange", "argmax", "argmin", "astype", "bid", "broadcast_to", "cdiv",
-        "ceil", "cos", "dropout", "erf", "exp", "exp2", "expand_dims", "floor", "full", "load_tile", "log",
-        "log2", "matmul", "max", "maximum", "min", "minimum", "num_tiles", "ones", "permute", "rand", "relu",
-        "reshape", "rsqrt", "sigmoid", "sin", "sqrt", "static_range", "store_tile", "sum", "tanh", "tile_idx",
-        "transpose", "where", "zeros")
+        "ceil", "cos", "dequantize", "dropout", "erf", "exp", "exp2", "expand_dims", "floor", "full", "load_tile",
+        "log", "log2", "matmul", "max", "maximum", "min", "minimum", "num_tiles", "ones", "permute", "quantize",
+        "rand", "relu", "reshape", "rsqrt", "scaled_matmul", "sigmoid", "sin", "sqrt", "static_range",
+        "store_tile", "sum", "tanh", "tile_idx", "transpose", "where", "zeros")
 _DTYPES = ("bfloat16", "bool_", "float4_e2m1fn", "float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu", "float16",
            "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint32")
 _EXPORTS = {**{n: "tilec.api" for n in _API}, **{n: "tilec.dtypes" for n in _DTYPES},
             "CompileError": "tilec.errors", "LaunchError": "tilec.errors", "TilecError": "tilec.errors",
-            "Kernel": "tilec.jit", "kernel": "tilec.jit", "autotune": "tilec.tuning", "Config": "tilec.tuning"}
+            "Kernel": "tilec.jit", "kernel": "tilec.jit", "autotune": "tilec.tuning", "Config": "tilec.tuning",
+            "FP4Tensor": "tilec.fp4", "fp4_tensor": "tilec.fp4"}
+_SUBMODULES = ("fp4",)   # `tilec.fp4`: host-side packing and quantization of FP4
 
-__all__ = sorted(_EXPORTS) + ["compile", "__version__"]
+__all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["compile", "__version__"]
 
 
 def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tilec.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'tilec' has no attribute '{name}'")

@@ -101,10 +101,57 @@ def store_tile(t, offset, tile, mode: str = "store"):
 
 
 @_kernel_only
-def matmul(a, b, acc=None):
+def matmul(a, b, acc=None, *, a_scale=None, b_scale=None, block=None):
     """`a @ b` (+ `acc`) for 2-D tiles, batched over leading dims; accumulates in float32
-    (int32 for integer inputs)."""
-    return ops.matmul(a, b, acc)
+    (int32 for integer inputs).
+
+    With `a_scale` and `b_scale` it is the block-scaled product `ct.scaled_matmul`
+    (e.g. MXFP4 / NVFP4 on sm_100a's tcgen05 kind::mxf4 / kind::mxf4nvf4)."""
+    return ops.matmul(a, b, acc, a_scale, b_scale, block)
+
+
+@_kernel_only
+def scaled_matmul(a, a_scale, b, b_scale, block=None, acc=None):
+    """Block-scaled `a @ b` (+ `acc`), in float32:
+    `out[m, n] = sum_k a[m, k] * a_scale[m, k // block] * b[k, n] * b_scale[n, k // block]`.
+
+    a: [M, K] float4_e2m1fn tile (float8_e4m3fn / float8_e5m2 also accepted).
+    a_scale: [M, K / block] float8_e8m0fnu (MX) or float8_e4m3fn (NVFP4) scales.
+    b: [K, N] tile like `a`; with B stored K-major (as FP4 hardware needs) load the
+        [N, K] tile and pass its `.T`.
+    b_scale: [N, K / block], one row of scales per output column (the hardware's SFB),
+        the same dtype as `a_scale`.
+    block: elements per scale along K (32 for MXFP4, 16 for NVFP4); by default
+        K / a_scale.shape[-1].  It must divide K.
+    Each product is exact; the sum is in float32 in the target's order.
+    """
+    return ops.scaled_matmul(a, a_scale, b, b_scale, block, acc)
+
+
+@_kernel_only
+def quantize(x, dtype="float4_e2m1fn", block: int = 32, scale_dtype="float8_e8m0fnu", global_scale=None):
+    """Block-scaled quantization of `x` along its last axis: returns `(q, scales)`.
+
+    x: float tile `[..., K]` (other dtypes are cast to float32); K must be a multiple of
+        `block`.
+    dtype: the element type of `q`, float4_e2m1fn (the only one so far).
+    block: elements per scale (32 for MXFP4, 16 for NVFP4).
+    scale_dtype: float8_e8m0fnu (MX: scale = 2**(floor(log2(amax)) - 2), amax the block's
+        largest magnitude) or float8_e4m3fn (NVFP4: scale = amax / 6 rounded to e4m3).
+    global_scale: optional float32 scalar (NVFP4's per-tensor scale): `x` is divided by
+        it first.
+    Returns q `[..., K]` (x / scale, nearest even, saturated to +-6) and scales
+    `[..., K / block]`, the same numbers as the host reference `tilec.fp4.quantize`.
+    """
+    return ops.quantize(x, dtype, block, scale_dtype, global_scale)
+
+
+@_kernel_only
+def dequantize(q, scales, block=None, dtype="float32", global_scale=None):
+    """`q * scales` with each scale repeated over its `block` elements of the last axis
+    (times `global_scale` if given), exact in float32, then cast to `dtype` (float32,
+    float16 or bfloat16).  `block` defaults to `q.shape[-1] / scales.shape[-1]`."""
+    return ops.dequantize(q, scales, block, dtype, global_scale)
 
 
 @_kernel_only

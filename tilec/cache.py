@@ -314,7 +314,8 @@ def _spec_text(spec) -> str:
     from tilec.frontend.tracer import ConstantSpec, ScalarSpec, TensorSpec
 
     if isinstance(spec, TensorSpec):
-        return f"tensor:{spec.dtype.name}:{','.join('?' if d is None else str(d) for d in spec.static_shape)}"
+        div = ":div16" if getattr(spec, "div16", False) else ""
+        return f"tensor:{spec.dtype.name}:{','.join('?' if d is None else str(d) for d in spec.static_shape)}{div}"
     if isinstance(spec, ScalarSpec):
         return f"scalar:{spec.dtype.name}"
     if isinstance(spec, ConstantSpec):

@@ -60,6 +60,13 @@ def _tile() -> Dialect:
     return Tile
 
 
+@cache
+def _tgpu() -> Dialect:
+    from tilec.dialects.tgpu import Tgpu
+
+    return Tgpu
+
+
 #: dialect name -> cached factory; the set of dialects tile IR may contain.
 DIALECTS: dict[str, Callable[[], Dialect]] = {
     "builtin": _builtin,
@@ -69,7 +76,7 @@ DIALECTS: dict[str, Callable[[], Dialect]] = {
     "scf": _scf,
 }
 #: dialects tilec defines itself (also registered by `tilec-opt` beside all of xDSL's).
-TILEC_DIALECTS: dict[str, Callable[[], Dialect]] = {"tile": _tile}
+TILEC_DIALECTS: dict[str, Callable[[], Dialect]] = {"tile": _tile, "tgpu": _tgpu}
 
 
 def register_dialects(ctx: Context, dialects: dict[str, Callable[[], Dialect]] | None = None) -> None:

@@ -89,14 +89,15 @@ def trace(fn, specs, param_names):
     return module, state
 
 
-def run_pipeline(module, target: str, options: CompileOptions, stages: list | None = None) -> None:
+def run_pipeline(module, target: str, options: CompileOptions, stages: list | None = None,
+                 num_stages: int | None = None) -> None:
     from xdsl.passes import PassPipeline
 
     from tilec.context import make_context
     from tilec.passes import PASSES
     from tilec.pipelines import passes_for
 
-    names = passes_for(target)
+    names = passes_for(target, num_stages)
     ctx = make_context()
     def callback(prev, mod, _next):
         if prev is None:
@@ -130,16 +131,33 @@ def compile_kernel(kernel, specs, target: str = "cpu", options: CompileOptions =
         stages.append(("trace", _print(module, options.debuginfo)))
     if options.verify:
         verify_module(module)
+    mark_div16_args(module, specs)
     try:
-        run_pipeline(module, target, options, stages)
+        run_pipeline(module, target, options, stages, options.kernel_option(kernel, "num_stages", None))
     except TilecError:
         raise
-    gpu = _emit_gpu(kernel, module, target, options, stages)
+    gpu = _emit_gpu(kernel, module, target, options, stages, specs)
     return Artifact(kernel.name, target, module, state.max_grid_axis + 1, stages, time.perf_counter() - t0,
                     gpu=gpu)
 
 
-def _emit_gpu(kernel, module, target: str, options: CompileOptions, stages: list):
+def mark_div16_args(module, specs) -> None:
+    """Tag tensor arguments whose spec is 16-byte aligned (`TensorSpec.div16`) with `{tile.div16}`,
+    the fact passes need for TMA (like Triton's `tt.divisibility = 16`)."""
+    from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, UnitAttr
+
+    from tilec.frontend.tracer import ConstantSpec
+
+    flags = [bool(getattr(s, "div16", False)) for s in specs if not isinstance(s, ConstantSpec)]
+    if not any(flags):
+        return
+    f = module.body.block.first_op
+    old = f.arg_attrs.data if f.arg_attrs is not None else [DictionaryAttr({})] * len(flags)
+    f.arg_attrs = ArrayAttr([DictionaryAttr({**a.data, "tile.div16": UnitAttr()}) if flag else a
+                             for a, flag in zip(old, flags)])
+
+
+def _emit_gpu(kernel, module, target: str, options: CompileOptions, stages: list, specs=()):
     """The final stage of a GPU pipeline: PTX text and launch ABI (None for the CPU)."""
     from tilec.pipelines import FINAL_STAGES, canonical_target, pipeline_for
 
@@ -148,7 +166,10 @@ def _emit_gpu(kernel, module, target: str, options: CompileOptions, stages: list
         return None
     from tilec.backends.ptx.emitter import emit_kernel
 
-    gpu = emit_kernel(module, target, num_warps=int(options.kernel_option(kernel, "num_warps", 4)))
+    from tilec.frontend.tracer import ConstantSpec
+
+    div16 = tuple(bool(getattr(s, "div16", False)) for s in specs if not isinstance(s, ConstantSpec))
+    gpu = emit_kernel(module, target, num_warps=int(options.kernel_option(kernel, "num_warps", 4)), div16=div16)
     if options.keep_ir or "emit-ptx" in options.print_ir_after:
         stages.append(("emit-ptx", gpu.ptx))
     return gpu

@@ -19,6 +19,7 @@ import numpy as np
 
 from tilec import dtypes as dt
 from tilec.errors import LaunchError
+from tilec.fp4 import FP4Tensor
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class Kernel:
                     raise LaunchError(f"kernel '{self.name}': tensor argument '{p.name}' has unsupported dtype "
                                       f"{array.dtype}") from None
                 shape = tuple(array.shape[ax] if (i, ax) in self.static_dims else None for ax in range(array.ndim))
-                specs.append(TensorSpec(dtype, shape))
+                specs.append(TensorSpec(dtype, shape, _div16(array)))
                 values.append(array)
                 continue
             if p.kind == "tensor":
@@ -150,6 +151,8 @@ class Kernel:
         options = options or CompileOptions()
         for _ in range(64):
             specs, values = self.bind(args)
+            if target == "cpu":  # alignment only matters to the GPU backends' vector accesses
+                specs = [_no_div16(s) for s in specs]
             key = (target, tuple(specs), options)
             hit = self._cache.get(key)
             if hit is not None:
@@ -188,10 +191,13 @@ class Launcher:
 
     def __call__(self, *args, **kwargs):
         try:
+            options = self.options
+            if kwargs and ("num_stages" in kwargs or "num_warps" in kwargs):
+                options = _launch_options(self.kernel, options, kwargs)
             args = self.kernel.complete_args(args, kwargs)
             from tilec.runtime.launch import target_for_args
             target = target_for_args(args)  # "cpu" for host arrays, the device's sm_* for GPU tensors
-            artifact, values = self.kernel.compile_for(args, target, self.options)
+            artifact, values = self.kernel.compile_for(args, target, options)
             if artifact.grid_rank > len(self.grid):
                 raise LaunchError(f"kernel '{self.kernel.name}' ({self.kernel.where}) reads grid axis "
                                   f"{artifact.grid_rank - 1} but was launched on a {len(self.grid)}-D grid "
@@ -209,6 +215,26 @@ class Launcher:
             raise
 
 
+def _launch_options(kernel: Kernel, options, kwargs: dict):
+    """`kernel[grid](..., num_stages=3, num_warps=8)`: launch keywords that are not kernel
+    parameters override the compile options (as in Triton); removed from `kwargs`."""
+    from dataclasses import replace
+
+    from tilec.driver import CompileOptions
+
+    picked = {k: kwargs.pop(k) for k in ("num_stages", "num_warps") if k in kwargs and k not in kernel.param_names}
+    if not picked:
+        return options
+    key = (options, *sorted(picked.items()))
+    hit = _OPTIONS.get(key)
+    if hit is None:
+        hit = _OPTIONS[key] = replace(options or CompileOptions(), **picked)
+    return hit
+
+
+_OPTIONS: dict = {}  # (options, launch keywords) -> CompileOptions: no dataclass copy per launch
+
+
 def normalize_grid(kernel: Kernel, grid) -> tuple[int, ...]:
     if isinstance(grid, (int, np.integer)):
         grid = (grid,)
@@ -222,10 +248,33 @@ def normalize_grid(kernel: Kernel, grid) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _div16(array) -> bool:
+    """The `TensorSpec.div16` bit: the base address and, for rank >= 2, the row pitch
+    (innermost dim x element size) are multiples of 16 bytes, so every row starts 16-byte
+    aligned."""
+    ptr = getattr(array, "ptr", None)
+    if ptr is None:
+        try:
+            ptr = array.ctypes.data
+        except AttributeError:
+            return False
+    return ptr % 16 == 0 and (array.ndim < 2 or array.shape[-1] * array.dtype.itemsize % 16 == 0)
+
+
+def _no_div16(spec):
+    from dataclasses import replace
+
+    return replace(spec, div16=False) if getattr(spec, "div16", False) else spec
+
+
 def as_host_array(a):
-    """A numpy view of a host array argument, or None if `a` is not an array."""
+    """A numpy view of a host array argument, or None if `a` is not an array.  A packed
+    `tilec.fp4.FP4Tensor` stands for itself (its dtype and logical shape are the tensor's)."""
     if isinstance(a, np.ndarray):
         return a
+    if isinstance(a, FP4Tensor):
+        from tilec.runtime.launch import device_array, is_device_array
+        return device_array(a) if is_device_array(a.packed) else a
     mod = type(a).__module__
     if mod.startswith("torch"):
         if a.device.type != "cpu":  # a GPU tensor: dtype/shape/pointer view for the GPU launch path

@@ -11,10 +11,14 @@ from __future__ import annotations
 #: scalar index math out of K loops, then CSE of what hoisting made identical.
 TILE_LEVEL = ("tile-canonicalize", "licm", "cse")
 
+#: sm_90a: each matmul's instruction is chosen, K loops of wgmma matmuls read their operands
+#: from 128B-swizzled shared memory, filled by TMA through a multi-stage mbarrier pipeline.
+SM90A_MATMUL = ("tile-select-mma{target=sm_90a}", "tile-promote-smem", "tile-async-copy")
+
 PIPELINES: dict[str, tuple[str, ...]] = {
     "cpu": TILE_LEVEL,
     "sm_100a": (*TILE_LEVEL, "emit-ptx"),
-    "sm_90a": (*TILE_LEVEL, "emit-ptx"),
+    "sm_90a": (*TILE_LEVEL, *SM90A_MATMUL, "emit-ptx"),
     "sm_80": (*TILE_LEVEL, "emit-ptx"),
 }
 
@@ -31,9 +35,14 @@ def canonical_target(target: str) -> str:
     return ALIASES.get(target, target)
 
 
-def passes_for(target: str) -> tuple[str, ...]:
-    """The IR passes of `target`'s pipeline (without its final emission stage)."""
-    return tuple(n for n in pipeline_for(target) if n not in FINAL_STAGES)
+def passes_for(target: str, num_stages: int | None = None) -> tuple[str, ...]:
+    """The IR passes of `target`'s pipeline (without its final emission stage); `num_stages`
+    (the kernel / launch option) sets the depth of `tile-async-copy`."""
+    names = tuple(n for n in pipeline_for(target) if n not in FINAL_STAGES)
+    if num_stages is not None:
+        names = tuple(f"tile-async-copy{{num-stages={int(num_stages)}}}" if n == "tile-async-copy" else n
+                      for n in names)
+    return names
 
 
 def pipeline_for(target: str) -> tuple[str, ...]:

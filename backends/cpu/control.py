@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from xdsl.dialects import scf
 
-from .matmul import fusable_k_loop_matmuls, k_loop_matmul, matmul_fn
+from .matmul import fusable_k_loop_matmuls, k_loop_matmul, k_loop_record
 from .numerics import dtype_of
 from .program import Compiler, Ctx, Env, Step
 
@@ -63,12 +63,9 @@ def h_for(op: scf.ForOp, c: Compiler) -> Step:
     # K-loop accumulations: each iteration only records its (a, b) tiles (see below)
     fused = []  # (carry index, pending-list slot, compute)
     for k, mm in fusable_k_loop_matmuls(op):
-        pend, x, y = c.new_slot(), c.slot(mm.lhs), c.slot(mm.rhs)
-
-        def record(env, ctx, pend=pend, x=x, y=y):
-            env[pend].append((env[x], env[y]))
-        c.overrides[mm] = record
-        fused.append((k, pend, matmul_fn(mm, c.G)))
+        pend = c.new_slot()
+        c.overrides[mm], compute = k_loop_record(mm, c, pend)
+        fused.append((k, pend, compute))
     fused_idx = {k for k, _, _ in fused}
     steps, yields = c.compile_block(body)
     kept = [(k, carried[k], y) for k, y in enumerate(yields) if k not in fused_idx]

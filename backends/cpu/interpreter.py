@@ -37,10 +37,10 @@ import numpy as np
 from xdsl.dialects import arith, func, scf
 from xdsl.dialects.builtin import ModuleOp
 
-from tilec import dtypes
+from tilec import dtypes, fp4
 from tilec.dialects import tile as T
 
-from . import control, grid_ops, math_ops, matmul, memory, shape_ops
+from . import block_scale, control, grid_ops, math_ops, matmul, memory, shape_ops
 from .numerics import F64, dtype_of
 from .program import Compiler, Ctx, Handler, Step, run_steps
 
@@ -65,6 +65,9 @@ HANDLERS: dict[type, Handler] = {
     T.SelectOp: math_ops.h_select,
     T.CastOp: math_ops.h_cast,
     T.MatmulOp: matmul.h_matmul,
+    T.ScaledMatmulOp: matmul.h_scaled_matmul,
+    T.QuantizeOp: block_scale.h_quantize,
+    T.DequantizeOp: block_scale.h_dequantize,
     T.ReduceOp: math_ops.h_reduce,
     T.RandOp: math_ops.h_rand,
     **{cls: math_ops.binary_handler(m) for m, cls in T.BINARY_OP_CLASSES.items()},
@@ -83,6 +86,14 @@ class _TensorArg:
     static: tuple[int, ...]
 
     def bind(self, value, ones: tuple[int, ...]) -> np.ndarray:
+        if isinstance(value, fp4.FP4Tensor):
+            if self.dtype != fp4.F4:
+                raise TypeError(f"argument {self.index}: a packed fp4 tensor was passed, "
+                                f"the kernel expects {self.dtype}")
+            if not isinstance(value.packed, np.ndarray):
+                raise TypeError(f"argument {self.index}: the cpu backend needs packed fp4 data in a numpy array, "
+                                f"got {type(value.packed).__name__}")
+            value = value.numpy()  # unpacked, one element per byte; stores are packed back (run_kernel)
         if not isinstance(value, np.ndarray):
             raise TypeError(f"argument {self.index}: expected a numpy array for {self.type_text}, "
                             f"got {type(value).__name__}")
@@ -181,8 +192,9 @@ def compiled(func_op: func.FuncOp, G: int) -> _Program:
 def run_kernel(func_op, args: list, grid: tuple[int, ...]) -> None:
     """Execute a `func.func` of the tile dialect over the whole launch grid.
     args: one per func argument, in order: numpy arrays for !tile.tensor args (written in place,
-    C-contiguous, dtype equal to the tensor element type's numpy dtype via tilec.dtypes.from_ir(...).np_dtype),
-    Python int/float for scalar args (i32/i64/f32/...)."""
+    C-contiguous, dtype equal to the tensor element type's numpy dtype via tilec.dtypes.from_ir(...).np_dtype;
+    an fp4 tensor may also be a packed `tilec.fp4.FP4Tensor`), Python int/float for scalar args
+    (i32/i64/f32/...)."""
     grid = tuple(int(g) for g in grid)
     if any(g <= 0 for g in grid):
         raise ValueError(f"grid dimensions must be positive, got {grid}")
@@ -192,11 +204,21 @@ def run_kernel(func_op, args: list, grid: tuple[int, ...]) -> None:
         raise TypeError(f"kernel @{prog.name} takes {len(prog.args)} arguments, got {len(args)}")
     env: list = [None] * prog.n_slots
     ones = (1,) * G
+    unpacked: dict = {}  # packed fp4 buffer -> its one unpacked array, so aliases stay aliases
     for k, (binder, value) in enumerate(zip(prog.args, args)):
-        env[k] = binder.bind(value, ones)
+        if isinstance(value, fp4.FP4Tensor) and isinstance(value.packed, np.ndarray):
+            key = (value.packed.__array_interface__["data"][0], value.packed.shape, value.shape)
+            if key not in unpacked:
+                unpacked[key] = binder.bind(value, ones)
+            env[k] = unpacked[key]
+        else:
+            env[k] = binder.bind(value, ones)
     ctx = Ctx(grid, grid, (0,) * G, prog.frozen(env))
     with np.errstate(all="ignore"):
         run_steps(prog.steps, env, ctx)
+    for k in prog.stored:  # packed fp4 tensors the kernel may have written: pack them back
+        if isinstance(args[k], fp4.FP4Tensor):
+            args[k].packed[...] = fp4.pack(env[k])
 
 
 def interpret_module(module: ModuleOp, kernel_name: str, args: list, grid: tuple[int, ...]) -> None:

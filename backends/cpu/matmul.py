@@ -1,5 +1,8 @@
-"""`tile.matmul`, grid-batched, and the K-loop fusion that turns a loop of
-`acc = matmul(a, b, acc)` into one GEMM over the whole K extent.
+"""`tile.matmul` and `tile.scaled_matmul`, grid-batched, and the K-loop fusion that turns
+a loop of `acc = matmul(a, b, acc)` into one GEMM over the whole K extent.
+
+A block-scaled matmul multiplies each operand by its scales first (exact in f32) and is
+then an f32 GEMM like any other, fused over K the same way.
 
 Numerics: floats accumulate in f32 (f64 for f64), ints in i32 (wrapping); the K-loop
 GEMM sums in a different order than step by step, as a GPU's MMA order is its own.
@@ -16,6 +19,8 @@ from xdsl.dialects import scf
 
 from tilec import dtypes
 from tilec.dialects import tile as T
+
+from tilec.fp4 import dequantize_values
 
 from .numerics import F32, F64, dtype_of
 from .program import Compiler, Step
@@ -60,9 +65,13 @@ def matmul2d(a: np.ndarray, b: np.ndarray, G: int) -> np.ndarray:
 
 def matmul_fn(op: T.MatmulOp, G: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]:
     """`compute(x, y, acc)`: grid-batched `x @ y (+ acc)` with the op's numerics."""
-    src = dtype_of(op.lhs.type)
-    out = dtype_of(op.result.type).np_dtype
     rank2 = op.lhs.type.rank == 2 and op.rhs.type.rank == 2
+    return gemm_fn(dtype_of(op.lhs.type), dtype_of(op.result.type).np_dtype, rank2, G)
+
+
+def gemm_fn(src: dtypes.DType, out: np.dtype, rank2: bool, G: int) -> Callable:
+    """`compute(x, y, acc)` for operands of dtype `src`: floats accumulate in f32 (f64 for
+    f64), ints in i32; the result is `out`."""
     if src.is_float:
         accum = F64 if src is dtypes.float64 else F32
     else:
@@ -105,8 +114,53 @@ def h_matmul(op: T.MatmulOp, c: Compiler) -> Step:
     return step
 
 
-def fusable_k_loop_matmuls(op: scf.ForOp) -> list[tuple[int, T.MatmulOp]]:
-    """Carries of `op` that only feed a K-loop accumulation `acc = matmul(a, b, acc)`.
+def scaled_operands_fn(op: T.ScaledMatmulOp) -> Callable:
+    """`(a, sa, b, sb) -> (a * sa, b * sb)` in f32, each scale repeated over its block of K:
+    exact (e2m1 and fp8 values times ue8m0 / e4m3 scales fit f32), so the block-scaled
+    product is an f32 GEMM of these, summed in f32 as the hardware does."""
+    block = op.block.value.data
+
+    def dequantize(a, sa, b, sb):
+        x = dequantize_values(a, sa, block)                                  # [.., M, K] by [.., M, K/block]
+        y = dequantize_values(np.swapaxes(b, -1, -2), sb, block)             # [.., N, K] by [.., N, K/block]
+        return x, np.swapaxes(y, -1, -2)
+    return dequantize
+
+
+def h_scaled_matmul(op: T.ScaledMatmulOp, c: Compiler) -> Step:
+    a, sa, b, sb = c.slot(op.lhs), c.slot(op.lhs_scale), c.slot(op.rhs), c.slot(op.rhs_scale)
+    acc = c.slot(op.acc) if op.acc is not None else None
+    r = c.slot(op.result)
+    dequantize = scaled_operands_fn(op)
+    compute = gemm_fn(dtypes.float32, F32, True, c.G)
+
+    def step(env, ctx):
+        x, y = dequantize(env[a], env[sa], env[b], env[sb])
+        env[r] = compute(x, y, None if acc is None else env[acc])
+    return step
+
+
+def k_loop_record(mm: T.MatmulOp | T.ScaledMatmulOp, c: Compiler, pend: int) -> tuple[Step, Callable]:
+    """For a fused K-loop matmul (`fusable_k_loop_matmuls`): the step that replaces it in
+    the loop body, appending its operand tiles to the list in slot `pend`, and the
+    `compute(x, y, acc)` that `k_loop_matmul` multiplies them with after the loop."""
+    if isinstance(mm, T.ScaledMatmulOp):
+        a, sa, b, sb = c.slot(mm.lhs), c.slot(mm.lhs_scale), c.slot(mm.rhs), c.slot(mm.rhs_scale)
+        dequantize = scaled_operands_fn(mm)
+
+        def record_scaled(env, ctx):
+            env[pend].append(dequantize(env[a], env[sa], env[b], env[sb]))
+        return record_scaled, gemm_fn(dtypes.float32, F32, True, c.G)
+    x, y = c.slot(mm.lhs), c.slot(mm.rhs)
+
+    def record(env, ctx):
+        env[pend].append((env[x], env[y]))
+    return record, matmul_fn(mm, c.G)
+
+
+def fusable_k_loop_matmuls(op: scf.ForOp) -> list[tuple[int, T.MatmulOp | T.ScaledMatmulOp]]:
+    """Carries of `op` that only feed a K-loop accumulation `acc = matmul(a, b, acc)`
+    (or a block-scaled `tile.scaled_matmul`).
 
     The carried block argument's one use is the `acc` of a matmul in the loop body, and
     that matmul's one use is the yield of the same carry, so no one sees the partial sums
@@ -122,7 +176,7 @@ def fusable_k_loop_matmuls(op: scf.ForOp) -> list[tuple[int, T.MatmulOp]]:
         if not arg.has_one_use():
             continue
         mm = arg.get_user_of_unique_use()
-        if (isinstance(mm, T.MatmulOp) and mm.acc is arg and mm.parent is body
+        if (isinstance(mm, (T.MatmulOp, T.ScaledMatmulOp)) and mm.acc is arg and mm.parent is body
                 and yv is mm.result and mm.result.has_one_use()
                 and dtype_of(mm.result.type) in (dtypes.float32, dtypes.float64, dtypes.int32)):
             found.append((k, mm))

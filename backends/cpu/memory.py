@@ -9,6 +9,10 @@ write the tensor (`Ctx.frozen`); otherwise it copies, so later stores cannot cha
 General path (any other offsets, and every `atomic_add`): element indices
 `offset + arange` per program, a gather (`np.take`) or a scatter, masked at the
 tensor's bounds.
+
+fp4 tensors arrive unpacked (one element per byte, `run_kernel` unpacks a packed
+`tilec.fp4.FP4Tensor` and packs it back); as on the GPU, where two elements share a
+byte, a tile's innermost offset must be even, and is checked here.
 """
 
 from __future__ import annotations
@@ -36,10 +40,13 @@ def h_load(op: T.LoadOp, c: Compiler) -> Step:
     pad = np.array(pad_value).astype(d.np_dtype)
     aranges = _tile_aranges(c.G, shape)
     G = c.G
+    packed = d is dtypes.float4_e2m1fn
 
     def step(env, ctx):
         X = env[t]
         offs = [env[o] for o in offsets]
+        if packed:
+            _check_byte_offset(offs[-1], "load")
         box = find_box(offs, shape)
         if box is None:
             env[r] = _gather(X, offs, shape, aranges, pad, G)
@@ -63,11 +70,14 @@ def h_store(op: T.StoreOp, c: Compiler) -> Step:
     aranges = _tile_aranges(c.G, shape)
     narrow = is_narrow_float(d) or d is dtypes.bool_
     G = c.G
+    packed = d is dtypes.float4_e2m1fn
 
     def step(env, ctx):
         X = env[t]
         val = env[v]
         offs = [env[o] for o in offsets]
+        if packed:
+            _check_byte_offset(offs[-1], "store")
         if not atomic:
             box = find_box(offs, shape)
             if box is not None and box.covers(val, G):
@@ -77,6 +87,14 @@ def h_store(op: T.StoreOp, c: Compiler) -> Step:
             val = np.broadcast_to(val, np.broadcast_shapes(val.shape, ctx.sizes + shape))
         _scatter(X, offs, val, shape, aranges, atomic, narrow)
     return step
+
+
+def _check_byte_offset(off: np.ndarray, what: str) -> None:
+    """fp4 tensors are packed two elements per byte: a tile starts on a byte boundary."""
+    if (off & 1).any():
+        odd = int(off.flat[int(np.argmax((off & 1).reshape(-1)))])
+        raise ValueError(f"cpu backend: fp4 tile {what} at innermost offset {odd}: a packed fp4 tile must start "
+                         f"on a byte boundary (an even element offset)")
 
 
 # --------------------------------------------------------------------------- general path

@@ -84,6 +84,12 @@ class Val:
 Lowering = Callable[["KernelEmitter", Operation], None]
 LOWERINGS: dict[type, Lowering] = {}
 
+#: Kernel-level hooks, `hook(em)`, run in order after the parameters are bound and before
+#: the body is lowered: a lowering module that needs per-kernel set-up (tensor-memory
+#: allocation, mbarriers) appends one when imported.  A hook may declare module-scope
+#: variables (`em.decls`) and register code for the single kernel exit (`em.at_exit`).
+KERNEL_HOOKS: list[Callable[["KernelEmitter"], None]] = []
+
 
 def lowers(*op_classes: type):
     """Register a lowering function for the given op classes."""
@@ -112,7 +118,7 @@ def source_loc(op: Operation) -> SourceLoc | None:
 class KernelEmitter:
     """Builds the PTX of one kernel; lowerings call its register/instruction helpers."""
 
-    def __init__(self, func_op: func.FuncOp, target: str, num_warps: int = 4):
+    def __init__(self, func_op: func.FuncOp, target: str, num_warps: int = 4, div16: tuple = ()):
         if target not in TARGETS:
             raise LoweringError(f"unknown PTX target '{target}'; expected one of {', '.join(TARGETS)}")
         if num_warps not in (1, 2, 4, 8, 16, 32):
@@ -132,6 +138,14 @@ class KernelEmitter:
         self.tensors: dict[SSAValue, "TensorInfo"] = {}
         self.grid_rank = 0
         self.current_op: Operation | None = None
+        self.div16 = tuple(div16)   # per kernel argument: `TensorSpec.div16` (vector accesses allowed)
+        self.decls: list[str] = []                          # extra module-scope declarations
+        self._exit_code: list[Callable[[], None]] = []     # emitted before the final `ret`
+
+    def at_exit(self, emit: Callable[[], None]) -> None:
+        """Run `emit()` at the kernel's single exit, before `ret` (last registered runs first).
+        Control flow is uniform, so every thread reaches it."""
+        self._exit_code.append(emit)
 
     # ------------------------------------------------------------------ text
     def new(self, cls: str) -> str:
@@ -169,6 +183,21 @@ class KernelEmitter:
     def pop_scope(self) -> None:
         self._scopes.pop()
 
+    def snapshot(self) -> tuple:
+        """State to `restore` after a trial emission (e.g. to learn a loop's yielded layouts)."""
+        return (len(self.lines), dict(self.counts), [dict(s) for s in self._scopes], self.smem_bytes,
+                len(getattr(self, "decls", ())), len(getattr(self, "_exit_code", ())))
+
+    def restore(self, snap: tuple) -> None:
+        n, counts, scopes, smem, n_decls, n_exit = snap
+        del self.lines[n:]
+        self.counts = counts
+        self._scopes = scopes
+        self.smem_bytes = smem
+        for name, keep in (("decls", n_decls), ("_exit_code", n_exit)):
+            if hasattr(self, name):
+                del getattr(self, name)[keep:]
+
     # ------------------------------------------------------------------ errors
     def unsupported(self, what: str, d: dt.DType | None = None, why: str = "") -> LoweringError:
         """The error for an op (`what` = its name, or a phrase about the current op) with
@@ -190,6 +219,18 @@ class KernelEmitter:
 
     # ------------------------------------------------------------------ values
     def get(self, v: SSAValue) -> Val:
+        """The value of `v` in its canonical layout (`layout.Blocked` for tiles).  Lowerings
+        that accept other layouts (a reduction result kept in its source's layout,
+        `layout.Sliced`) read `get_any`; this converts such a value once per region."""
+        val = self.values[v]
+        if val.layout is None or isinstance(val.layout, Blocked):
+            return val
+        from .exchange import to_canonical
+
+        return self.memo(("canonical", v), lambda: to_canonical(self, val))
+
+    def get_any(self, v: SSAValue) -> Val:
+        """The value of `v` in whatever layout its lowering left it."""
         return self.values[v]
 
     def set(self, v: SSAValue, val: Val) -> None:
@@ -364,14 +405,19 @@ class KernelEmitter:
     # ------------------------------------------------------------------ kernel
     def run(self) -> PtxKernel:
         from . import lower_control, lower_elementwise, lower_grid, lower_matmul, lower_memory  # noqa: F401
-        from . import lower_random, lower_reduce, lower_shape  # noqa: F401
+        from . import lower_random, lower_reduce, lower_shape, lower_tcgen05  # noqa: F401
+        from . import lower_tgpu  # noqa: F401  (sm_90a: tgpu stage buffers, TMA, wgmma)
 
         block = self.func.body.block
         name = self.func.sym_name.data
         self.grid_rank = 1 + max([op.axis.value.data for op in self.func.walk()
                                   if isinstance(op, (T.TileIdxOp, T.NumTilesOp))], default=-1)
         lower_grid.bind_params(self, block)
+        for hook in KERNEL_HOOKS:
+            hook(self)
         self.emit_block(block)
+        for emit in reversed(self._exit_code):
+            emit()
         self.ins("ret")
         return PtxKernel(name, self.target, self.render(name), tuple(self.params), self.num_threads,
                          self.smem_bytes, self.grid_rank)
@@ -385,9 +431,10 @@ class KernelEmitter:
             ".address_size 64",
             "",
             ".extern .shared .align 16 .b8 smem[];",
+            *self.decls,
             "",
             f".visible .entry {name}(",
-            ",\n".join(f"\t.param .{_PARAM_TYPES[p.kind]} {p.name}" for p in self.params),
+            ",\n".join(f"\t.param {_param_decl(p)}" for p in self.params),
             f")",
             f".maxntid {self.num_threads}, 1, 1",
             "{",
@@ -397,6 +444,13 @@ class KernelEmitter:
 
 
 _PARAM_TYPES = {"ptr": "u64", "u32": "u32", "i32": "b32", "i64": "b64", "f32": "f32", "f64": "f64"}
+
+
+def _param_decl(p: KernelParam) -> str:
+    """`.u64 p0`, or for a TMA tensor map (kind "tensormap") `.align 64 .b8 p0_tma0[128]`."""
+    if p.kind == "tensormap":
+        return f".align 64 .b8 {p.name}[128]"
+    return f".{_PARAM_TYPES[p.kind]} {p.name}"
 
 
 def _int_digits(x: int, dims) -> list[int]:
@@ -417,12 +471,18 @@ class TensorInfo:
     strides: list = field(default_factory=list)
 
 
-def emit_kernel(module: ModuleOp | func.FuncOp, target: str, num_warps: int = 4) -> PtxKernel:
-    """PTX for the single `func.func` of a canonicalised tile-IR module."""
+def emit_kernel(module: ModuleOp | func.FuncOp, target: str, num_warps: int = 4, div16: tuple = ()) -> PtxKernel:
+    """PTX for the single `func.func` of a canonicalised tile-IR module.  `div16[i]`: kernel
+    argument i is a tensor whose rows are 16-byte aligned (`TensorSpec.div16`)."""
     f = module
     if isinstance(module, ModuleOp):
         funcs = [op for op in module.body.block.ops if isinstance(op, func.FuncOp)]
         if len(funcs) != 1:
             raise LoweringError(f"expected one func.func in the module, found {len(funcs)}")
         f = funcs[0]
-    return KernelEmitter(f, target, num_warps).run()
+    # --- tgpu (sm_90a wgmma pipelines): one warpgroup per 64 accumulator rows, set by tile-promote-smem
+    fixed = f.attributes.get("tgpu.num_warps")
+    if fixed is not None:
+        num_warps = fixed.value.data
+    # -----------------------------------------------------------------------------------
+    return KernelEmitter(f, target, num_warps, div16).run()

@@ -8,6 +8,11 @@ also precedes the writes, so the previous user of the scratch area has finished.
 
 Element sizes in shared memory: 4 bytes for 32-bit registers (narrow floats as their
 f32 value, bools as 0/1), 8 bytes for 64-bit ones.
+
+The source and destination may be in any layout (`layout.Blocked` or `layout.Sliced`):
+a `Sliced` source writes each element once, from the thread and slot whose coordinates
+along the reduced axes are 0.  `to_layout` / `to_canonical` are the conversions
+`KernelEmitter.get` and the loop lowering use; a uniform value (a splat) converts for free.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Callable
 from tilec import dtypes as dt
 
 from .emitter import KernelEmitter, Val
-from .layout import Blocked
+from .layout import Blocked, Sliced
 from .lower_grid import constant_reg
 from .ptx_types import reg_class
 
@@ -92,20 +97,113 @@ def linear_index(em: KernelEmitter, shape: tuple[int, ...], coords: list):
     return idx
 
 
-def gather(em: KernelEmitter, src: Val, dst_layout: Blocked, index_of: Callable[[list], object]) -> Val:
+def layout_coords(em: KernelEmitter, layout, slot: int) -> list:
+    """Coordinates (u32 regs or ints) of the element `slot` holds in this thread."""
+    if isinstance(layout, Sliced):
+        return layout.result_coords(em.coords(layout.parent, slot))
+    return em.coords(layout, slot)
+
+
+def layout_pred(em: KernelEmitter, layout, slot: int) -> str | None:
+    """Predicate 'this thread's `slot` is real' (None: in every thread)."""
+    return em.slot_pred(layout.parent if isinstance(layout, Sliced) else layout, slot)
+
+
+def _eq0(em: KernelEmitter, x) -> str:
+    def make():
+        p = em.new("p")
+        em.ins(f"setp.eq.u32 {p}, {x}, 0")
+        return p
+    return em.memo(("eq0", x), make)
+
+
+def _and(em: KernelEmitter, a: str | None, b: str | None) -> str | None:
+    if a is None or b is None:
+        return a or b
+    def make():
+        p = em.new("p")
+        em.ins(f"and.pred {p}, {a}, {b}")
+        return p
+    return em.memo(("andp", a, b), make)
+
+
+def store_any(em: KernelEmitter, val: Val, byte_offset: int) -> None:
+    """Write `val`'s elements row-major (in its tile shape) at smem + byte_offset, each once."""
+    layout = val.layout
+    if isinstance(layout, Blocked):
+        store_tile(em, val, byte_offset)
+        return
+    cls = reg_class(val.dtype)
+    typ, size = _KIND[cls]
+    parent = layout.parent
+    for s in range(layout.num_slots):
+        if layout.slot_never_valid(s) or layout.rep_slot(s) != s:
+            continue
+        pc = em.coords(parent, s)
+        pred = em.slot_pred(parent, s)
+        skip = False
+        for a in layout.axes:       # the owner: coordinate 0 along every reduced axis
+            if isinstance(pc[a], int):
+                skip |= pc[a] != 0
+            else:
+                pred = _and(em, pred, _eq0(em, pc[a]))
+        if skip:
+            continue
+        idx = linear_index(em, layout.shape, layout.result_coords(pc))
+        x = val.regs[s]
+        if cls == "p":
+            r = em.new("r")
+            em.ins(f"selp.u32 {r}, 1, 0, {x}")
+            x = r
+        guard = f"@{pred} " if pred else ""
+        if isinstance(idx, int):
+            em.ins(f"{guard}st.shared.{typ} [{em.smem_base}+{byte_offset + idx * size}], {x}")
+        else:
+            addr = em.new("r")
+            em.ins(f"mad.lo.u32 {addr}, {idx}, {size}, {em.smem_base}")
+            em.ins(f"{guard}st.shared.{typ} [{addr}+{byte_offset}], {x}")
+
+
+def numel_of(layout) -> int:
+    n = 1
+    for d in layout.shape:
+        n *= d
+    return n
+
+
+def gather(em: KernelEmitter, src: Val, dst_layout, index_of: Callable[[list], object]) -> Val:
     """The tile of `dst_layout` whose element at coords c is `src`'s element `index_of(c)`."""
     if src.uniform:  # a splat stays a splat
         return Val(src.dtype, dst_layout, [src.regs[0]] * dst_layout.num_slots, True)
     size = elem_size(src.dtype)
-    em.reserve_smem(src.layout.numel * size)
+    em.reserve_smem(numel_of(src.layout) * size)
     em.bar()
-    store_tile(em, src, 0)
+    store_any(em, src, 0)
     em.bar()
     regs = []
     for s in range(dst_layout.num_slots):
+        if isinstance(dst_layout, Sliced) and dst_layout.rep_slot(s) != s:
+            regs.append(regs[dst_layout.rep_slot(s)])
+            continue
         if dst_layout.slot_never_valid(s):
             regs.append(constant_reg(em, src.dtype, 0))
             continue
-        idx = index_of(em.coords(dst_layout, s))
-        regs.append(load_element(em, src.dtype, 0, idx, em.slot_pred(dst_layout, s)))
+        idx = index_of(layout_coords(em, dst_layout, s))
+        regs.append(load_element(em, src.dtype, 0, idx, layout_pred(em, dst_layout, s)))
     return Val(src.dtype, dst_layout, regs)
+
+
+def to_layout(em: KernelEmitter, val: Val, layout) -> Val:
+    """`val` (a tile) in `layout` (same shape): free for a uniform value, else through smem."""
+    if val.layout == layout:
+        return val
+    if val.uniform:
+        return Val(val.dtype, layout, [val.regs[0]] * layout.num_slots, True)
+    shape = tuple(layout.shape)
+    assert tuple(val.layout.shape) == shape, (val.layout.shape, shape)
+    return gather(em, val, layout, lambda c: linear_index(em, shape, c))
+
+
+def to_canonical(em: KernelEmitter, val: Val) -> Val:
+    """`val` in the canonical blocked layout of its shape."""
+    return to_layout(em, val, Blocked(tuple(val.layout.shape), em.num_threads))

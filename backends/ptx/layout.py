@@ -16,12 +16,31 @@ element lies past N hold garbage and are predicated off wherever they touch memo
     16x8 f32 tile, 4 warps (128 threads), vec = 4:  N = 128 = 32 chunks of 4
       thread 0: elements 0..3 (row 0, cols 0..3)    thread 1: elements 4..7 (row 0, cols 4..7)
       thread 31: elements 124..127                  threads 32..127: nothing (predicated off)
+
+When the shape, `num_threads` and `vec` are powers of two, every coordinate of a tile is
+a bit field of the element index e = (k * num_threads + t) * vec + v: its low log2(vec)
+bits come from the slot's v, the next log2(num_threads) from the thread (the lane bits
+first, then the warp bits), the rest from the slot's k (`Blocked.bit_sources`).  A
+reduction then folds the v and k bits in registers, the lane bits with `shfl.sync.bfly`
+and the warp bits with one round through shared memory (`lower_reduce.py`).
+
+`Sliced(parent, axes)` is such a reduction's result left where the reduction put it:
+slot s of a thread holds the value of the reduced line through the element that slot s
+holds in `parent` (so slots and threads differing only in the bits of `axes` hold the
+same value, in one register per thread).  Broadcasting it back to `parent`'s shape
+moves no data; other consumers convert it (`exchange.to_layout`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+
+#: Elements per chunk.  4 (the default) keeps f32 chunks at one 16-byte access; 8
+#: (`TILEC_PTX_VEC=8`, an experiment) makes 16-bit chunks 16 bytes and f32 chunks two
+#: 16-byte accesses.
+VEC = int(os.environ.get("TILEC_PTX_VEC", "4"))
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,8 @@ class Blocked:
 
     @property
     def vec(self) -> int:
+        if VEC == 8 and self.numel % 8 == 0:
+            return 8
         return 4 if self.numel % 4 == 0 else 1
 
     @property
@@ -80,6 +101,31 @@ class Blocked:
             acc *= d
         return tuple(reversed(out))
 
+    @property
+    def is_pow2(self) -> bool:
+        """Every dim, `num_threads` and `vec` a power of two: coordinates are bit fields."""
+        return all(n & (n - 1) == 0 for n in (*self.shape, self.num_threads, self.vec))
+
+    def dim_bits(self, dim: int) -> range:
+        """The element-index bits holding coordinate `dim` (power-of-two layouts)."""
+        lo = sum(n.bit_length() - 1 for n in self.shape[dim + 1:])
+        return range(lo, lo + self.shape[dim].bit_length() - 1)
+
+    def bit_sources(self, dim: int) -> tuple[list[int], list[int], list[int]]:
+        """(v bits, thread bits, k bits) of coordinate `dim`: bit positions within the
+        slot's v, the thread index and the slot's k (power-of-two layouts only)."""
+        lv = self.vec.bit_length() - 1
+        lt = self.num_threads.bit_length() - 1
+        vb, tb, kb = [], [], []
+        for b in self.dim_bits(dim):
+            if b < lv:
+                vb.append(b)
+            elif b < lv + lt:
+                tb.append(b - lv)
+            else:
+                kb.append(b - lv - lt)
+        return vb, tb, kb
+
     def split_dim(self) -> int:
         """The smallest j such that the trailing dims j.. of `shape` tile `num_threads * vec`
         exactly (their product divides it) and a chunk never straddles a row of the last
@@ -96,3 +142,60 @@ class Blocked:
                 break
             j = d
         return j
+
+
+@dataclass(frozen=True)
+class Sliced:
+    """A reduction's result over `axes` held in its source's layout `parent` (see the module
+    docstring).  Its tile shape is `parent.shape` with `axes` set to 1, or removed when
+    `dropped` (a reduction without keepdims).  Slot s is valid where `parent`'s slot s is."""
+
+    parent: Blocked
+    axes: tuple[int, ...]
+    dropped: bool = False
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.dropped:
+            return tuple(n for d, n in enumerate(self.parent.shape) if d not in self.axes)
+        return tuple(1 if d in self.axes else n for d, n in enumerate(self.parent.shape))
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def num_threads(self) -> int:
+        return self.parent.num_threads
+
+    @property
+    def num_slots(self) -> int:
+        return self.parent.num_slots
+
+    def slot_threads(self, slot: int) -> int:
+        return self.parent.slot_threads(slot)
+
+    def slot_always_valid(self, slot: int) -> bool:
+        return self.parent.slot_always_valid(slot)
+
+    def slot_never_valid(self, slot: int) -> bool:
+        return self.parent.slot_never_valid(slot)
+
+    def rep_slot(self, slot: int) -> int:
+        """The first slot of this thread holding the same value as `slot` (the slot with the
+        in-register bits of `axes` cleared)."""
+        p = self.parent
+        k, v = divmod(slot, p.vec)
+        for a in self.axes:
+            vb, _, kb = p.bit_sources(a)
+            for b in vb:
+                v &= ~(1 << b)
+            for b in kb:
+                k &= ~(1 << b)
+        return k * p.vec + v
+
+    def result_coords(self, parent_coords: list) -> list:
+        """This tile's coordinates of the value at `parent_coords`."""
+        if self.dropped:
+            return [c for d, c in enumerate(parent_coords) if d not in self.axes]
+        return [0 if d in self.axes else c for d, c in enumerate(parent_coords)]

@@ -1,7 +1,10 @@
 """Elementwise ops: the binary and unary `tile.*` ops, `tile.cmp`, `tile.select`, `tile.cast`.
 
-Each op runs per slot on registers (tile operands share one layout: same shape).  Two
-slots holding the same operand registers (a splat) share one result register.  Narrow
+Each op runs per slot on registers.  Tile operands have one shape; `operands` puts them
+in one layout: the layout of the non-uniform ones when they agree (a reduction result
+kept in its source's layout stays there, `layout.Sliced`), else the canonical one.  Two
+slots holding the same operand registers (a splat, a reduced row) share one result
+register.  Narrow
 floats are computed in f32 and rounded back, narrow ints wrapped back (`numerics.finish`).
 Integer `floordiv` / `rem` follow Python (round toward -inf, remainder takes the sign
 of the divisor; division by zero gives 0 as numpy does).
@@ -16,7 +19,28 @@ from tilec.dialects import tile as T
 
 from . import numerics as N
 from .emitter import KernelEmitter, Val, dtype_of, lowers
+from .layout import Blocked
 from .ptx_types import float_type, int_type, reg_class
+
+
+def operands(em: KernelEmitter, *values) -> tuple[list[Val], object]:
+    """The values of `values` (SSA values of one shape) in a common layout, and that layout
+    (None for scalars)."""
+    raw = [em.get_any(v) for v in values]
+    tiles = [r for r in raw if r.layout is not None]
+    if not tiles:
+        return raw, None
+    placed = {r.layout for r in tiles if not r.uniform}
+    layout = placed.pop() if len(placed) == 1 else Blocked(tuple(tiles[0].layout.shape), em.num_threads)
+    out = []
+    for v, r in zip(values, raw):
+        if r.layout is None or r.layout == layout:
+            out.append(r)
+        elif r.uniform:
+            out.append(Val(r.dtype, layout, [r.regs[0]] * layout.num_slots, True))
+        else:
+            out.append(em.get(v))  # here `layout` is the canonical one
+    return out, layout
 
 
 def _map(em: KernelEmitter, out_dtype: dt.DType, operands: list[Val], fn: Callable[..., str], layout) -> Val:
@@ -186,13 +210,29 @@ def binary(em: KernelEmitter, kind: str, d: dt.DType, a: str, b: str) -> str:
     return _int_binary(em, kind, d, a, b)
 
 
+def _shared_divisor(em: KernelEmitter, d: dt.DType):
+    """Division by a divisor register shared by several slots (a broadcast row sum):
+    one reciprocal per divisor, then a multiply and a residual step per element."""
+    recips: dict[str, tuple[str, str]] = {}
+
+    def fn(x: str, y: str) -> str:
+        if y not in recips:
+            recips[y] = N.reciprocal(em, y)
+        return N.finish(em, d, N.div_by_reciprocal(em, x, *recips[y]))
+    return fn
+
+
 def _binary_lowering(kind: str):
     def lower(em: KernelEmitter, op) -> None:
-        a, b = em.get(op.lhs), em.get(op.rhs)
+        (a, b), layout = operands(em, op.lhs, op.rhs)
         d = a.dtype
         if d.is_float and d.bits < 16 and d not in N.FP8:
             raise em.unsupported(f"tile.{kind}", d)
-        em.set(op.result, _map(em, d, [a, b], lambda x, y: binary(em, kind, d, x, y), a.layout))
+        fn = lambda x, y: binary(em, kind, d, x, y)  # noqa: E731
+        if kind == "div" and d.is_float and d.bits <= 32 and layout is not None and \
+                (b.uniform or len(set(b.regs)) < len(b.regs)):
+            fn = _shared_divisor(em, d)
+        em.set(op.result, _map(em, d, [a, b], fn, layout))
     return lower
 
 
@@ -282,7 +322,7 @@ def unary(em: KernelEmitter, kind: str, d: dt.DType, x: str) -> str:
 
 def _unary_lowering(kind: str):
     def lower(em: KernelEmitter, op) -> None:
-        a = em.get(op.source)
+        a = em.get_any(op.source)
         em.set(op.result, _map(em, a.dtype, [a], lambda x: unary(em, kind, a.dtype, x), a.layout))
     return lower
 
@@ -310,9 +350,9 @@ def compare(em: KernelEmitter, pred: str, d: dt.DType, a: str, b: str) -> str:
 
 @lowers(T.CmpOp)
 def lower_cmp(em: KernelEmitter, op: T.CmpOp) -> None:
-    a, b = em.get(op.lhs), em.get(op.rhs)
+    (a, b), layout = operands(em, op.lhs, op.rhs)
     pred = op.predicate.data
-    em.set(op.result, _map(em, dt.bool_, [a, b], lambda x, y: compare(em, pred, a.dtype, x, y), a.layout))
+    em.set(op.result, _map(em, dt.bool_, [a, b], lambda x, y: compare(em, pred, a.dtype, x, y), layout))
 
 
 def select(em: KernelEmitter, d: dt.DType, c: str, a: str, b: str) -> str:
@@ -333,14 +373,14 @@ def select(em: KernelEmitter, d: dt.DType, c: str, a: str, b: str) -> str:
 
 @lowers(T.SelectOp)
 def lower_select(em: KernelEmitter, op: T.SelectOp) -> None:
-    c, a, b = em.get(op.cond), em.get(op.true_value), em.get(op.false_value)
+    (c, a, b), layout = operands(em, op.cond, op.true_value, op.false_value)
     d = a.dtype
-    em.set(op.result, _map(em, d, [c, a, b], lambda x, y, z: select(em, d, x, y, z), a.layout))
+    em.set(op.result, _map(em, d, [c, a, b], lambda x, y, z: select(em, d, x, y, z), layout))
 
 
 @lowers(T.CastOp)
 def lower_cast(em: KernelEmitter, op: T.CastOp) -> None:
-    a = em.get(op.source)
+    a = em.get_any(op.source)
     src, dst = a.dtype, dtype_of(op.result.type)
     for d in (src, dst):
         if d.is_float and d.bits < 16 and d not in N.FP8:

@@ -31,9 +31,19 @@ def select_mma(em: KernelEmitter, op: T.MatmulOp) -> str:
 
     "mma.sync.m16n8k16" (`lower_mma.py`) for f16/bf16 2-D tiles whose sizes fit it (every
     target here is sm_80+), else "fma" (CUDA cores).  `TILEC_PTX_MMA=0` forces "fma".
-    Hooks to come: "wgmma" (sm_90a, a warpgroup per 64-row block) and "tcgen05" (sm_100a)."""
+    On sm_100a, "tcgen05.mma.kind::f16|tf32" (`lower_tcgen05.py`) for the matmuls the
+    kernel's tcgen05 plan took (2-D f16/bf16/f32, M % 64, N % 8, K % 16|8; `TILEC_PTX_TCGEN05=0`
+    turns it off).  Hook to come: "wgmma" (sm_90a, a warpgroup per 64-row block)."""
     from .lower_mma import mma_fits
 
+    # --- sm_100a: 5th-generation tensor cores (lower_tcgen05.py) ----------------------
+    if em.target == "sm_100a":
+        from .lower_tcgen05 import select_tcgen05
+
+        kind = select_tcgen05(em, op)
+        if kind is not None:
+            return kind
+    # -----------------------------------------------------------------------------------
     a, b = em.get(op.lhs), em.get(op.rhs)
     if os.environ.get("TILEC_PTX_MMA", "1") != "0" and em.sm >= 80 and \
             mma_fits(a.layout.shape, b.layout.shape, a.dtype):
@@ -58,6 +68,10 @@ def _batch_coords(coords: list, shape: tuple[int, ...], batch_rank: int) -> list
 @lowers(T.MatmulOp)
 def lower_matmul(em: KernelEmitter, op: T.MatmulOp) -> None:
     kind = select_mma(em, op)
+    if kind.startswith("tcgen05"):
+        from .lower_tcgen05 import lower_matmul_tcgen05
+
+        return lower_matmul_tcgen05(em, op)
     if kind == "mma.sync.m16n8k16":
         from .lower_mma import lower_matmul_mma
 

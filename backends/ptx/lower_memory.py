@@ -10,8 +10,12 @@ u64.  `g_d < dim_d` (unsigned: negative offsets fail it too) predicates the acce
     @%p3 st.global.f32 [%rd7], %f8
     @%p3 red.global.add.f32 [%rd7], %f8                                            // atomic_add
 
-Predicated scalar accesses only for now: `vector_width` is the hook where aligned,
-fully in-bounds chunks of `vec` elements will become `ld.global.v4` / `st.global.v4`.
+When a tensor's rows are known 16-byte aligned (`TensorSpec.div16`) and the offset along
+the innermost dim keeps chunks aligned, the chunks of `vec` elements move with vector
+instructions instead (`vectorize.py`): unpredicated for a tile wholly inside the tensor
+(a CTA-uniform branch), predicated per chunk at the ragged edge when chunks are wholly
+in or out, else the scalar accesses above.  16-bit floats move as 32-bit words
+(`mov.b32 {lo, hi}` to split, `cvt.rn.f16x2.f32` to pack).
 """
 
 from __future__ import annotations
@@ -22,14 +26,11 @@ from tilec import dtypes as dt
 from tilec.dialects import tile as T
 
 from . import numerics as N
+from . import vectorize as V
 from .emitter import KernelEmitter, TensorInfo, Val, lowers
+from .layout import Sliced
 from .lower_grid import constant_reg
 from .ptx_types import FP8, float_imm, int_imm, mem_bytes, reg_class, storage_bits
-
-
-def vector_width(em: KernelEmitter, info: TensorInfo, layout) -> int:
-    """Elements per global access (1: scalar).  Hook for ld/st.global.v2/v4."""
-    return 1
 
 
 def _and(em: KernelEmitter, a: str | None, b: str | None) -> str | None:
@@ -126,6 +127,94 @@ def _pad_imm(d: dt.DType, pad) -> str:
     return int_imm(d, int(pad) if math.isfinite(pad) else 0)
 
 
+# ---------------------------------------------------------------------------- vector chunks
+
+
+def load_chunk(em: KernelEmitter, d: dt.DType, addr: str, imm: int, n: int, w: int, pred: str | None,
+               pad) -> list[str]:
+    """`n` consecutive elements from [addr + imm], `w` per instruction (`pad` where `pred` fails)."""
+    esz, t = mem_bytes(d), V.VECTOR_TYPES[d]
+    guard = f"@{pred} " if pred else ""
+    out = []
+    for i in range(0, n, w):
+        at = f"[{addr}+{imm + i * esz}]"
+        if esz >= 4:
+            cls = reg_class(d)
+            regs = [em.new(cls) for _ in range(w)]
+            if pred:
+                for r in regs:
+                    N.mov(em, cls, r, _pad_imm(d, pad))
+            em.ins(f"{guard}ld.global.{_v(w)}{t} {_list(regs)}, {at}")
+            out += regs
+            continue
+        words = [em.new("r") for _ in range(w // 2)]
+        if pred:
+            bits = storage_bits(d, pad)
+            for r in words:
+                em.ins(f"mov.b32 {r}, {bits | bits << 16}")
+        em.ins(f"{guard}ld.global.{_v(w // 2)}b32 {_list(words)}, {at}")
+        for r in words:
+            lo, hi = em.new("h"), em.new("h")
+            em.ins(f"mov.b32 {{{lo}, {hi}}}, {r}")
+            out += [N.from_storage(em, d, lo), N.from_storage(em, d, hi)]
+    return out
+
+
+def store_chunk(em: KernelEmitter, d: dt.DType, addr: str, imm: int, regs: list[str], w: int,
+                pred: str | None) -> None:
+    """`regs` to consecutive elements at [addr + imm], `w` per instruction."""
+    esz, t = mem_bytes(d), V.VECTOR_TYPES[d]
+    guard = f"@{pred} " if pred else ""
+    for i in range(0, len(regs), w):
+        at = f"[{addr}+{imm + i * esz}]"
+        part = regs[i:i + w]
+        if esz >= 4:
+            em.ins(f"{guard}st.global.{_v(w)}{t} {at}, {_list(part)}")
+            continue
+        kind = "f16x2" if d is dt.float16 else "bf16x2"
+        words = []
+        for lo, hi in zip(part[0::2], part[1::2]):
+            r = em.new("r")
+            em.ins(f"cvt.rn.{kind}.f32 {r}, {N.storage_source(em, d, hi)}, {N.storage_source(em, d, lo)}")
+            words.append(r)
+        em.ins(f"{guard}st.global.{_v(len(words))}b32 {at}, {_list(words)}")
+
+
+def _v(n: int) -> str:
+    return f"v{n}." if n > 1 else ""
+
+
+def _list(regs: list[str]) -> str:
+    return "{" + ", ".join(regs) + "}" if len(regs) > 1 else regs[0]
+
+
+def _chunks(layout):
+    """First slots of the chunks that some thread holds."""
+    return [k * layout.vec for k in range(layout.chunks_per_thread) if not layout.slot_never_valid(k * layout.vec)]
+
+
+def _chunk_whole(em: KernelEmitter, op, info: TensorInfo, layout) -> bool:
+    return V.chunks_whole(em, op.tensor, list(op.offsets), layout, info.dtype)
+
+
+def _two_paths(em: KernelEmitter, full: str, fast, slow, classes: list[str]) -> list[str]:
+    """`fast()` where the CTA-uniform predicate `full` holds, else `slow()`; both return
+    registers of `classes`, merged into fresh ones."""
+    out = [em.new(c) for c in classes]
+    other, done = em.label("ragged"), em.label("loaded")
+    em.ins(f"@!{full} bra {other}")
+    for i, path in enumerate((fast, slow)):
+        if i:
+            em.ins(f"bra {done}")
+            em.place(other)
+        em.push_scope()
+        for c, r, x in zip(classes, out, path()):
+            N.mov(em, c, r, x)
+        em.pop_scope()
+    em.place(done)
+    return out
+
+
 @lowers(T.LoadOp)
 def lower_load(em: KernelEmitter, op: T.LoadOp) -> None:
     info = em.tensors[op.tensor]
@@ -135,6 +224,47 @@ def lower_load(em: KernelEmitter, op: T.LoadOp) -> None:
     layout = em.layout_of(op.result.type)
     check = op.boundary_check.value.data != 0
     pad = op.padding.value.data
+    w = V.width(em, op.tensor, list(op.offsets), layout, d)
+    if w == 1:
+        em.set(op.result, Val(d, layout, _scalar_load(em, info, offsets, layout, check, pad)))
+        return
+    vec = layout.vec
+    regs = [_pad_reg(em, d, pad) if layout.slot_never_valid(s) else None for s in range(layout.num_slots)]
+    valid = [s for s in range(layout.num_slots) if regs[s] is None]
+
+    def fast():
+        addrs = V.chunk_addresses(em, info, offsets, layout)
+        got = {}
+        for s in _chunks(layout):
+            addr, imm = addrs[s] if addrs else (element_access(em, info, offsets, em.coords(layout, s), False)[0], 0)
+            got.update(zip(range(s, s + vec), load_chunk(em, d, addr, imm, vec, w, em.slot_pred(layout, s), pad)))
+        return [got[s] for s in valid]
+
+    def edge():
+        if not _chunk_whole(em, op, info, layout):
+            got = _scalar_load(em, info, offsets, layout, True, pad)
+            return [got[s] for s in valid]
+        got = {}
+        for s in _chunks(layout):
+            addr, inb = element_access(em, info, offsets, em.coords(layout, s), True)
+            pred = _and(em, em.slot_pred(layout, s), inb)
+            got.update(zip(range(s, s + vec), load_chunk(em, d, addr, 0, vec, w, pred, pad)))
+        return [got[s] for s in valid]
+
+    full = V.full_tile(em, info, list(op.offsets), offsets, layout.shape) if check else True
+    if full is True:
+        loaded = fast()
+    elif full is False:
+        loaded = edge()
+    else:
+        loaded = _two_paths(em, full, fast, edge, [reg_class(d)] * len(valid))
+    for s, r in zip(valid, loaded):
+        regs[s] = r
+    em.set(op.result, Val(d, layout, regs))
+
+
+def _scalar_load(em: KernelEmitter, info: TensorInfo, offsets: list, layout, check: bool, pad) -> list[str]:
+    d = info.dtype
     regs = []
     for s in range(layout.num_slots):
         if layout.slot_never_valid(s):
@@ -142,7 +272,7 @@ def lower_load(em: KernelEmitter, op: T.LoadOp) -> None:
             continue
         addr, inb = element_access(em, info, offsets, em.coords(layout, s), check)
         regs.append(load_element(em, d, addr, _and(em, em.slot_pred(layout, s), inb), pad))
-    em.set(op.result, Val(d, layout, regs))
+    return regs
 
 
 def _pad_reg(em: KernelEmitter, d: dt.DType, pad) -> str:
@@ -155,9 +285,14 @@ def _pad_reg(em: KernelEmitter, d: dt.DType, pad) -> str:
 def lower_store(em: KernelEmitter, op: T.StoreOp) -> None:
     info = em.tensors[op.tensor]
     d = info.dtype
+    atomic = op.mode.data == "atomic_add"
+    raw = em.get_any(op.value)
+    if isinstance(raw.layout, Sliced) and not atomic and not raw.uniform:
+        _check_dtype(em, d, "tile.store")
+        _sliced_store(em, info, [em.get(o).regs[0] for o in op.offsets], raw)
+        return
     val = em.get(op.value)
     layout = val.layout
-    atomic = op.mode.data == "atomic_add"
     if atomic:
         if d not in _RED:
             raise em.unsupported("tile.store {mode = atomic_add}", d)
@@ -166,21 +301,82 @@ def lower_store(em: KernelEmitter, op: T.StoreOp) -> None:
     else:
         _check_dtype(em, d, "tile.store")
     offsets = [em.get(o).regs[0] for o in op.offsets]
+    w = 1 if atomic else V.width(em, op.tensor, list(op.offsets), layout, d)
+    if w > 1:
+        _vector_store(em, op, info, offsets, val, w)
+        return
+    _scalar_store(em, info, offsets, val, atomic)
+
+
+def _vector_store(em: KernelEmitter, op, info: TensorInfo, offsets: list, val: Val, w: int) -> None:
+    d, layout, vec = info.dtype, val.layout, val.layout.vec
+
+    def fast():
+        addrs = V.chunk_addresses(em, info, offsets, layout)
+        for s in _chunks(layout):
+            addr, imm = addrs[s] if addrs else (element_access(em, info, offsets, em.coords(layout, s), False)[0], 0)
+            store_chunk(em, d, addr, imm, val.regs[s:s + vec], w, em.slot_pred(layout, s))
+        return []
+
+    def edge():
+        if not _chunk_whole(em, op, info, layout):
+            _scalar_store(em, info, offsets, val, False)
+            return []
+        for s in _chunks(layout):
+            addr, inb = element_access(em, info, offsets, em.coords(layout, s), True)
+            store_chunk(em, d, addr, 0, val.regs[s:s + vec], w, _and(em, em.slot_pred(layout, s), inb))
+        return []
+
+    full = V.full_tile(em, info, list(op.offsets), offsets, layout.shape)
+    if full is True:
+        fast()
+    elif full is False:
+        edge()
+    else:
+        _two_paths(em, full, fast, edge, [])
+
+
+def _sliced_store(em: KernelEmitter, info: TensorInfo, offsets: list, val: Val) -> None:
+    """Store a reduction result where the reduction left it (`layout.Sliced`): each element
+    once, from the slot and thread whose coordinates along the reduced axes are 0."""
+    from .exchange import _and as and_pred, _eq0
+
+    lay = val.layout
+    for s in range(lay.num_slots):
+        if lay.slot_never_valid(s) or lay.rep_slot(s) != s:
+            continue
+        pc = em.coords(lay.parent, s)
+        pred, skip = em.slot_pred(lay.parent, s), False
+        for a in lay.axes:
+            if isinstance(pc[a], int):
+                skip |= pc[a] != 0
+            else:
+                pred = and_pred(em, pred, _eq0(em, pc[a]))
+        if skip:
+            continue
+        addr, inb = element_access(em, info, offsets, lay.result_coords(pc), True)
+        _store_element(em, info.dtype, addr, _and(em, pred, inb), val.regs[s], False)
+
+
+def _store_element(em: KernelEmitter, d: dt.DType, addr: str, pred: str | None, x: str, atomic: bool) -> None:
+    guard = f"@{pred} " if pred else ""
+    if d in (dt.float16, dt.bfloat16) or d in FP8:
+        x = N.to_storage(em, d, x)
+    elif d is dt.bool_:
+        r = em.new("r")
+        em.ins(f"selp.u32 {r}, 1, 0, {x}")
+        x = r
+    if atomic:
+        em.ins(f"{guard}red.global.add.{_RED[d]} [{addr}], {x}")
+    else:
+        st = _ST.get(d) or ("b16" if d.bits == 16 else "b8")
+        em.ins(f"{guard}st.global.{st} [{addr}], {x}")
+
+
+def _scalar_store(em: KernelEmitter, info: TensorInfo, offsets: list, val: Val, atomic: bool) -> None:
+    d, layout = info.dtype, val.layout
     for s in range(layout.num_slots):
         if layout.slot_never_valid(s):
             continue
         addr, inb = element_access(em, info, offsets, em.coords(layout, s), True)
-        pred = _and(em, em.slot_pred(layout, s), inb)
-        guard = f"@{pred} " if pred else ""
-        x = val.regs[s]
-        if d in (dt.float16, dt.bfloat16) or d in FP8:
-            x = N.to_storage(em, d, x)
-        elif d is dt.bool_:
-            r = em.new("r")
-            em.ins(f"selp.u32 {r}, 1, 0, {x}")
-            x = r
-        if atomic:
-            em.ins(f"{guard}red.global.add.{_RED[d]} [{addr}], {x}")
-        else:
-            st = _ST.get(d) or ("b16" if d.bits == 16 else "b8")
-            em.ins(f"{guard}st.global.{st} [{addr}], {x}")
+        _store_element(em, d, addr, _and(em, em.slot_pred(layout, s), inb), val.regs[s], atomic)

@@ -1,7 +1,23 @@
-"""`tile.reduce` (sum, max, min, argmax, argmin over one axis) through shared memory.
+"""`tile.reduce` (sum, max, min, argmax, argmin over one axis).
 
-A source of shape S reduced over axis a (length L) has Nr = numel / L results.  Each
-result is split into P = min(L, max(1, threads // Nr)) strided partials:
+Power-of-two tiles (`Blocked.is_pow2`: every coordinate is a bit field of the element
+index, see layout.py) reduce where the data is:
+
+    1. each thread folds its slots that differ only in the axis' v / k bits (registers)
+    2. lanes that differ in the axis' lane bits: one `shfl.sync.bfly.b32` + combine per bit
+       (every lane of the warp runs it; a butterfly leaves the same value in all of them)
+    3. warps that differ in the axis' warp bits: the lanes with those lane bits 0 write
+       their partials to smem, bar.sync, every thread folds the 2^w partials of its line
+       in the same order (so all copies of a result are bit-identical)
+
+The result stays in the source's layout (`layout.Sliced`): every thread holds the result
+of each line it holds an element of, so broadcasting it back (`x - max(x)`) is free.
+A row of a [BM, BN] tile lives in BN / vec consecutive threads, so rows of up to 128
+elements reduce within a warp (no shared memory at all) and wider ones need step 3 once.
+
+Other shapes go through shared memory.  A source of shape S reduced over axis a
+(length L) has Nr = numel / L results.  Each result is split into
+P = min(L, max(1, threads // Nr)) strided partials:
 
     1. every thread writes its source slots row-major to smem            bar.sync
     2. work item q = r * P + p (threads take q = tid, tid + T, ...): fold elements
@@ -10,7 +26,7 @@ result is split into P = min(L, max(1, threads // Nr)) strided partials:
 
 Float sums accumulate in f32 (f64 for f64), integer sums in the result type; max/min
 propagate NaN; argmax/argmin return the first index of the extreme value (NaN counts
-as the extreme, as numpy's).  Warp shuffles will replace step 2's smem traffic later.
+as the extreme, as numpy's).
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ from tilec.dialects import tile as T
 from . import numerics as N
 from .emitter import KernelEmitter, Val, dtype_of, lowers
 from .exchange import elem_size, load_element, store_tile
+from .layout import Blocked, Sliced
 from .ptx_types import float_type, int_type, reg_class
 
 
@@ -107,16 +124,168 @@ def _copy(em: KernelEmitter, cls: str, x: str) -> str:
     return r
 
 
+def _shfl_bfly(em: KernelEmitter, cls: str, x: str, mask: int) -> str:
+    """`x` of lane `lane ^ mask` (the whole warp runs it)."""
+    if cls in ("fd", "rd"):
+        lo, hi, lo2, hi2 = (em.new("r") for _ in range(4))
+        em.ins(f"mov.b64 {{{lo}, {hi}}}, {x}")
+        em.ins(f"shfl.sync.bfly.b32 {lo2}, {lo}, {mask}, 31, -1")
+        em.ins(f"shfl.sync.bfly.b32 {hi2}, {hi}, {mask}, 31, -1")
+        out = em.new(cls)
+        em.ins(f"mov.b64 {out}, {{{lo2}, {hi2}}}")
+        return out
+    out = em.new(cls)
+    em.ins(f"shfl.sync.bfly.b32 {out}, {x}, {mask}, 31, -1")
+    return out
+
+
+def _fast_reduce(em: KernelEmitter, op: T.ReduceOp, fold: _Fold, out: dt.DType) -> bool:
+    """The in-place reduction of the module docstring; False when it does not apply."""
+    x = em.get_any(op.source)
+    axis = op.axis.value.data
+    lay = x.layout
+    keep = len(op.result.type.get_shape()) == len(lay.shape)
+    if isinstance(lay, Sliced):
+        if lay.dropped or not keep:
+            return False
+        parent, axes = lay.parent, lay.axes
+    else:
+        parent, axes = lay, ()
+    if not parent.is_pow2 or parent.shape[axis] == 1:
+        return False
+    acc_d, cls = fold.d, fold.cls
+    vb, tb, kb = parent.bit_sources(axis)
+    vmask, kmask = sum(1 << b for b in vb), sum(1 << b for b in kb)
+    lane_bits, warp_bits = [b for b in tb if b < 5], [b for b in tb if b >= 5]
+    vec = parent.vec
+
+    conv: dict[str, str] = {}
+
+    def value(s: int) -> str:
+        r = x.regs[s]
+        if r not in conv:
+            conv[r] = N.cast(em, x.dtype, acc_d, r)
+        return conv[r]
+
+    def coord(s: int) -> str:
+        return em.as_reg(em.coords(parent, s)[axis])
+
+    # 1. fold the slots of a line held by this thread
+    groups: dict[int, list[int]] = {}
+    for s in range(parent.num_slots):
+        if not parent.slot_never_valid(s):
+            k, v = divmod(s, vec)
+            groups.setdefault((k & ~kmask) * vec + (v & ~vmask), []).append(s)
+    of_group: dict[int, tuple] = {}
+    partials: dict[tuple, tuple] = {}      # registers of the members -> (acc, idx)
+    for key, members in groups.items():
+        sig = tuple(x.regs[s] for s in members)
+        if sig not in partials:
+            acc = _copy(em, cls, value(members[0]))
+            idx = _copy(em, "r", coord(members[0])) if fold.arg else None
+            for s in members[1:]:
+                fold.combine(acc, value(s), idx, coord(s) if fold.arg else None, tie_break=True)
+            partials[sig] = (acc, idx)
+        of_group[key] = partials[sig]
+    accs = list(partials.values())
+
+    # 2. lanes: a butterfly per lane bit of the axis
+    for b in lane_bits:
+        for acc, idx in accs:
+            other = _shfl_bfly(em, cls, acc, 1 << b)
+            oidx = _shfl_bfly(em, "r", idx, 1 << b) if fold.arg else None
+            fold.combine(acc, other, idx, oidx, tie_break=True)
+
+    # 3. warps: one round through shared memory
+    if warp_bits:
+        accs = _across_warps(em, fold, accs, lane_bits, tb, warp_bits)
+        of_group = {key: accs[[p for p in partials.values()].index(v)] for key, v in of_group.items()}
+
+    regs, cast = [], {}
+    for s in range(parent.num_slots):
+        if parent.slot_never_valid(s):
+            regs.append(_zero(em, out))
+            continue
+        k, v = divmod(s, vec)
+        acc, idx = of_group[(k & ~kmask) * vec + (v & ~vmask)]
+        if fold.arg:
+            regs.append(idx)
+            continue
+        if acc not in cast:
+            cast[acc] = N.cast(em, acc_d, out, acc) if acc_d is not out else acc
+        regs.append(cast[acc])
+    layout = Sliced(parent, tuple(sorted((*axes, axis))), dropped=not keep)
+    em.set(op.result, Val(out, layout, regs))
+    return True
+
+
+def _across_warps(em: KernelEmitter, fold: _Fold, accs: list, lane_bits: list, tb: list,
+                  warp_bits: list) -> list:
+    """Step 3: fold the partials of warps that differ in `warp_bits` (thread-index bits)."""
+    size = elem_size(fold.d)
+    T_ = em.num_threads
+    typ = {"f": "f32", "fd": "f64", "r": "b32", "rd": "b64"}[fold.cls]
+    G = len(accs)
+    off_idx = (G * T_ * size + 15) // 16 * 16
+    em.reserve_smem(off_idx + (G * T_ * 4 if fold.arg else 0))
+    lmask = sum(1 << b for b in lane_bits)
+    tmask = sum(1 << b for b in tb)
+    em.bar()
+    guard = ""
+    if lmask:
+        t, p = em.new("r"), em.new("p")
+        em.ins(f"and.b32 {t}, {em.tid}, {lmask}")
+        em.ins(f"setp.eq.u32 {p}, {t}, 0")
+        guard = f"@{p} "
+    wa = em.new("r")
+    em.ins(f"mad.lo.u32 {wa}, {em.tid}, {size}, {em.smem_base}")
+    wi = None
+    if fold.arg:
+        wi = em.new("r")
+        em.ins(f"mad.lo.u32 {wi}, {em.tid}, 4, {em.smem_base}")
+    for g, (acc, idx) in enumerate(accs):
+        em.ins(f"{guard}st.shared.{typ} [{wa}+{g * T_ * size}], {acc}")
+        if fold.arg:
+            em.ins(f"{guard}st.shared.b32 [{wi}+{off_idx + g * T_ * 4}], {idx}")
+    em.bar()
+    t0, ra = em.new("r"), em.new("r")
+    em.ins(f"and.b32 {t0}, {em.tid}, {~tmask & 0xFFFFFFFF}")
+    em.ins(f"mad.lo.u32 {ra}, {t0}, {size}, {em.smem_base}")
+    ri = None
+    if fold.arg:
+        ri = em.new("r")
+        em.ins(f"mad.lo.u32 {ri}, {t0}, 4, {em.smem_base}")
+    out = []
+    for g in range(G):
+        acc = idx = None
+        for w in range(1 << len(warp_bits)):
+            t_off = sum(((w >> i) & 1) << b for i, b in enumerate(warp_bits))
+            v = em.new(fold.cls)
+            em.ins(f"ld.shared.{typ} {v}, [{ra}+{(g * T_ + t_off) * size}]")
+            vi = None
+            if fold.arg:
+                vi = em.new("r")
+                em.ins(f"ld.shared.b32 {vi}, [{ri}+{off_idx + (g * T_ + t_off) * 4}]")
+            if acc is None:
+                acc, idx = v, vi
+            else:
+                fold.combine(acc, v, idx, vi, tie_break=True)
+        out.append((acc, idx))
+    return out
+
+
 @lowers(T.ReduceOp)
 def lower_reduce(em: KernelEmitter, op: T.ReduceOp) -> None:
     kind = op.kind.data
     axis = op.axis.value.data
-    x = em.get(op.source)
-    src, out = x.dtype, dtype_of(op.result.type)
+    src, out = em.get_any(op.source).dtype, dtype_of(op.result.type)
     acc_d = _acc_dtype(kind, src, out)
     if src.is_float and src.bits < 16 and src not in N.FP8:
         raise em.unsupported("tile.reduce", src)
     fold = _Fold(em, kind, acc_d)
+    if _fast_reduce(em, op, fold, out):
+        return
+    x = em.get(op.source)
     cls, size = reg_class(acc_d), elem_size(acc_d)
     shape = x.layout.shape
     L = shape[axis]

@@ -1,22 +1,34 @@
 """Shape ops: `tile.splat`, `tile.reshape`, `tile.broadcast`, `tile.permute`, `tile.arange`.
 
 * splat: every slot names the scalar's register (no instruction).
-* reshape: free (the blocked layout depends only on the element count).
-* broadcast / permute: a shared-memory gather (`exchange.gather`); the destination
-  element at coords c reads the source at c with stretched dims set to 0 / at the
-  permuted coords.  A splat source stays a splat with no data movement.
+* reshape: free (the blocked layout depends only on the element count); a reduction
+  result kept in its source's layout (`layout.Sliced`) stays there when the reshape only
+  drops or restores the reduced size-1 dims.
+* broadcast, cheapest first:
+  - a splat source stays a splat;
+  - a `Sliced` source broadcast back to its source's shape is free (every thread already
+    holds the reduced value of each of its lines);
+  - a source computed only from `arange`, splats and elementwise ops (`cols < n`,
+    `start + arange(BN)[None, :]`) is recomputed at the destination's coordinates;
+  - else a shared-memory gather (`exchange.gather`): the destination element at coords c
+    reads the source at c with stretched dims set to 0.
+* permute: a shared-memory gather at the permuted coords.
 * arange: element index + start.
-* extract: the one element (held by thread 0) goes through shared memory to every
-  thread, since a scalar is the same register value in all threads.
+* extract: free after a full reduction that left the result in every thread; else the
+  one element goes through shared memory to every thread, since a scalar is the same
+  register value in all threads.
 """
 
 from __future__ import annotations
 
+from xdsl.dialects import arith
+
 from tilec import dtypes as dt
 from tilec.dialects import tile as T
 
-from .emitter import KernelEmitter, Val, lowers
-from .exchange import gather, linear_index, load_element, store_tile
+from .emitter import KernelEmitter, Val, dtype_of, lowers
+from .exchange import gather, layout_coords, linear_index, load_element, store_tile
+from .layout import Sliced
 from .lower_grid import constant_reg
 
 
@@ -29,7 +41,15 @@ def lower_splat(em: KernelEmitter, op: T.SplatOp) -> None:
 
 @lowers(T.ReshapeOp)
 def lower_reshape(em: KernelEmitter, op: T.ReshapeOp) -> None:
-    x = em.get(op.source)
+    x = em.get_any(op.source)
+    shape = tuple(op.result.type.get_shape())
+    if isinstance(x.layout, Sliced):
+        for dropped in (False, True):
+            lay = Sliced(x.layout.parent, x.layout.axes, dropped)
+            if lay.shape == shape:
+                em.set(op.result, Val(x.dtype, lay, list(x.regs), x.uniform))
+                return
+        x = em.get(op.source)
     layout = em.layout_of(op.result.type)
     assert layout.num_slots == x.layout.num_slots and layout.vec == x.layout.vec
     em.set(op.result, Val(x.dtype, layout, list(x.regs), x.uniform))
@@ -37,13 +57,115 @@ def lower_reshape(em: KernelEmitter, op: T.ReshapeOp) -> None:
 
 @lowers(T.BroadcastOp)
 def lower_broadcast(em: KernelEmitter, op: T.BroadcastOp) -> None:
-    x = em.get(op.source)
-    src_shape = x.layout.shape
+    x = em.get_any(op.source)
+    src_shape = tuple(x.layout.shape)
     layout = em.layout_of(op.result.type)
+    if isinstance(x.layout, Sliced) and not x.layout.dropped:
+        lay = x.layout
+        keep = tuple(a for a in lay.axes if layout.shape[a] == 1)   # axes that stay reduced
+        if lay.parent == layout and not keep:
+            em.set(op.result, Val(x.dtype, layout, list(x.regs), x.uniform))   # rows already in place
+            return
+        if Sliced(lay.parent, keep).shape == tuple(layout.shape):   # e.g. [1, 1] -> [BM, 1]
+            em.set(op.result, Val(x.dtype, Sliced(lay.parent, keep), list(x.regs), x.uniform))
+            return
+    if not x.uniform:
+        regs = _recompute(em, op.source, layout, lambda c: [0 if n == 1 else ci for ci, n in zip(c, src_shape)])
+        if regs is not None:
+            em.set(op.result, Val(x.dtype, layout, regs))
+            return
 
     def index_of(coords):
         return linear_index(em, src_shape, [0 if n == 1 else c for c, n in zip(coords, src_shape)])
     em.set(op.result, gather(em, x, layout, index_of))
+
+
+_ELEMENTWISE = (T.CmpOp, T.SelectOp, T.CastOp, *T.BINARY_OP_CLASSES.values(), *T.UNARY_OP_CLASSES.values())
+_RECOMPUTE_BUDGET = 8
+
+
+def _recompute(em: KernelEmitter, v, layout, src_coords) -> list | None:
+    """The registers, per slot of `layout`, of tile `v` at `src_coords(coords of the slot)`,
+    recomputed from `arange`s, splats and elementwise ops; None if `v` is made otherwise
+    (a load, a reduction, ...) or by more than `_RECOMPUTE_BUDGET` ops."""
+    if _cost(v, _RECOMPUTE_BUDGET) < 0:
+        return None
+    memo: dict = {}
+    regs = []
+    for s in range(layout.num_slots):
+        if layout.slot_never_valid(s):
+            regs.append(regs[-1] if regs else None)
+            continue
+        regs.append(_at(em, v, tuple(src_coords(layout_coords(em, layout, s))), memo))
+    if regs and regs[0] is None:
+        fill = next(r for r in regs if r is not None)
+        regs = [fill if r is None else r for r in regs]
+    return regs
+
+
+def _cost(v, budget: int) -> int:
+    """`budget` minus the ops that make `v` (negative: not recomputable or too many)."""
+    op = v.owner
+    if isinstance(op, (T.SplatOp, arith.ConstantOp, T.ArangeOp)):
+        return budget - 1
+    if isinstance(op, (T.BroadcastOp, T.ReshapeOp)):
+        if isinstance(op, T.ReshapeOp) and not _squeeze_only(op):
+            return -1
+        return _cost(op.source, budget - 1)
+    if isinstance(op, _ELEMENTWISE):
+        budget -= 1
+        for o in op.operands:
+            budget = _cost(o, budget)
+            if budget < 0:
+                return budget
+        return budget
+    return -1
+
+
+def _squeeze_only(op: T.ReshapeOp) -> bool:
+    """The reshape only inserts or removes size-1 dims."""
+    a = [n for n in op.source.type.get_shape() if n != 1]
+    b = [n for n in op.result.type.get_shape() if n != 1]
+    return a == b
+
+
+def _at(em: KernelEmitter, v, coords: tuple, memo: dict) -> str:
+    """Register holding tile `v`'s element at `coords` (u32 regs or ints)."""
+    key = (v, coords)
+    if key in memo:
+        return memo[key]
+    op = v.owner
+    if isinstance(op, (T.SplatOp, arith.ConstantOp)):
+        r = em.get_any(v).regs[0]
+    elif isinstance(op, T.ArangeOp):
+        idx = em.add_u32(coords[0], op.start.value.data & 0xFFFFFFFF)
+        r = constant_reg(em, dt.int32, idx) if isinstance(idx, int) else em.as_reg(idx)
+    elif isinstance(op, T.BroadcastOp):
+        shape = op.source.type.get_shape()
+        r = _at(em, op.source, tuple(0 if n == 1 else c for c, n in zip(coords, shape)), memo)
+    elif isinstance(op, T.ReshapeOp):
+        inner = [c for c, n in zip(coords, op.result.type.get_shape()) if n != 1]
+        it = iter(inner)
+        r = _at(em, op.source, tuple(0 if n == 1 else next(it) for n in op.source.type.get_shape()), memo)
+    else:
+        from . import lower_elementwise as E
+
+        args = [_at(em, o, coords, memo) for o in op.operands]
+        d = dtype_of(op.operands[-1].type)
+        if isinstance(op, T.CmpOp):
+            r = E.compare(em, op.predicate.data, d, *args)
+        elif isinstance(op, T.SelectOp):
+            r = E.select(em, d, *args)
+        elif isinstance(op, T.CastOp):
+            from . import numerics as N
+
+            r = N.cast(em, d, dtype_of(op.result.type), args[0])
+        elif len(args) == 2:
+            r = E.binary(em, op.name.split(".")[1], d, *args)
+        else:
+            r = E.unary(em, op.name.split(".")[1], d, args[0])
+    memo[key] = r
+    return r
 
 
 @lowers(T.PermuteOp)
@@ -74,10 +196,14 @@ def lower_arange(em: KernelEmitter, op: T.ArangeOp) -> None:
 
 @lowers(T.ExtractOp)
 def lower_extract(em: KernelEmitter, op: T.ExtractOp) -> None:
-    x = em.get(op.source)
+    x = em.get_any(op.source)
     if x.uniform:
         em.set(op.result, Val(x.dtype, None, [x.regs[0]]))
         return
+    if isinstance(x.layout, Sliced) and x.layout.numel == 1 and x.layout.slot_always_valid(0):
+        em.set(op.result, Val(x.dtype, None, [x.regs[0]]))   # a full reduction: every thread has it
+        return
+    x = em.get(op.source)
     from .exchange import elem_size
 
     em.reserve_smem(elem_size(x.dtype))

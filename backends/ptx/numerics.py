@@ -7,7 +7,9 @@ float64 on the H100):
 
 * `exp(x)`  = `ex2.approx.ftz(x * log2 e)`;  `log(x)` = `lg2.approx.ftz(x) * ln 2`
 * `tanh`    = `tanh.approx.f32` (max relative error about 2^-11)
-* `rsqrt`   = `rsqrt.approx.f32`;  `sqrt` = `sqrt.rn`;  division = `div.rn`
+* `rsqrt`   = `rsqrt.approx.f32`;  `sqrt` = `sqrt.rn`;  division = `div.rn`, except by a
+  divisor shared by several slots (a broadcast row sum): `rcp.rn` once, then per element
+  q = x * r refined by one residual step (`div_by_reciprocal`, within 1 ulp of `div.rn`)
 * `erf`     = odd Taylor series (|x| < 0.5), Abramowitz-Stegun 7.1.26 beyond (abs err < 5e-7)
 * `sin/cos` = two-constant reduction to [-pi, pi], then `sin/cos.approx.f32`
 * `pow`     = `ex2(y * lg2|x|)` with the sign / zero / NaN cases of C `powf`
@@ -45,9 +47,11 @@ def round_narrow(em: KernelEmitter, d: dt.DType, x: str) -> str:
     if d is dt.float16:
         em.ins(f"cvt.rn.f16.f32 {h}, {x}")
         em.ins(f"cvt.f32.f16 {out}, {h}")
+        narrowed(em)[out] = x
     elif d is dt.bfloat16:
         em.ins(f"cvt.rn.bf16.f32 {h}, {x}")
         em.ins(f"cvt.f32.bf16 {out}, {h}")
+        narrowed(em)[out] = x
     elif d in FP8:
         em.require_sm(90, "fp8 conversions", d)
         f8, pair, lo, hi = em.new("h"), em.new("r"), em.new("h"), em.new("h")
@@ -58,6 +62,21 @@ def round_narrow(em: KernelEmitter, d: dt.DType, x: str) -> str:
     else:
         raise em.unsupported("arithmetic", d)
     return out
+
+
+def narrowed(em: KernelEmitter) -> dict:
+    """{f16/bf16-held register: the f32 register it was rounded from}.  Converting the f32
+    source to 16 bits gives the same bits, so a store converts that and the round trip
+    `cvt.rn.f16.f32; cvt.f32.f16` becomes dead code (ptxas drops it)."""
+    table = getattr(em, "_narrowed", None)
+    if table is None:
+        table = em._narrowed = {}
+    return table
+
+
+def storage_source(em: KernelEmitter, d: dt.DType, x: str) -> str:
+    """The f32 register to convert to `d`'s 16 bits for the value held in `x`."""
+    return narrowed(em).get(x, x) if d in (dt.float16, dt.bfloat16) else x
 
 
 def wrap_int(em: KernelEmitter, d: dt.DType, x: str) -> str:
@@ -103,6 +122,7 @@ def from_storage(em: KernelEmitter, d: dt.DType, raw: str) -> str:
 def to_storage(em: KernelEmitter, d: dt.DType, x: str) -> str:
     """The raw `.b16` bits of narrow float register `x` (exact: `x` is already in `d`)."""
     h = em.new("h")
+    x = storage_source(em, d, x)
     if d is dt.float16:
         em.ins(f"cvt.rn.f16.f32 {h}, {x}")
     elif d is dt.bfloat16:
@@ -234,6 +254,23 @@ def fop(em: KernelEmitter, opcode: str, *args) -> str:
 def exp_f32(em: KernelEmitter, x: str, scale: str = LOG2E) -> str:
     t = fop(em, "mul.rn.f32", x, scale)
     return fop(em, "ex2.approx.ftz.f32", t)
+
+
+def reciprocal(em: KernelEmitter, y: str) -> tuple[str, str]:
+    """(rcp.rn(y), -y) for `div_by_reciprocal`."""
+    return fop(em, "rcp.rn.f32", y), fop(em, "neg.f32", y)
+
+
+def div_by_reciprocal(em: KernelEmitter, x: str, r: str, ny: str) -> str:
+    """x / y given r = rcp.rn(y) and ny = -y: q = x r, then q + (x - q y) r (Markstein's
+    step); where q is not finite (y = 0, overflow, NaN) q itself, as div.rn gives."""
+    q = fop(em, "mul.rn.f32", x, r)
+    e = fop(em, "fma.rn.f32", q, ny, x)
+    q1 = fop(em, "fma.rn.f32", e, r, q)
+    p, out = em.new("p"), em.new("f")
+    em.ins(f"testp.finite.f32 {p}, {q}")
+    em.ins(f"selp.f32 {out}, {q1}, {q}, {p}")
+    return out
 
 
 def log_f32(em: KernelEmitter, x: str) -> str:

@@ -5,10 +5,13 @@ an address is ``lane << 16 | column``.  Checks: allocations are warp-wide, a pow
 [32, 512] columns, not after ``relinquish_alloc_permit``, and all freed before exit; every
 access stays inside allocated columns; ``tcgen05.ld/st`` by warp w touch only lanes
 32*(w%4)..+31; an ``ld`` of accumulator cells whose MMA has not been committed *and* waited
-for (the commit's mbarrier phase observed) is reported.
+for (the commit's mbarrier phase observed) is reported.  A commit tracks every earlier MMA of
+its thread (PTX ISA): when it completes, the thread's earlier pending commits complete first.
 
 ``tcgen05.mma`` (cta_group::1, M = 128: row m in lane m, column d + n) executes when issued, by
-every thread that executes it (elect one).  kind::f16 (f16/bf16, K16), tf32 (K8), f8f6f4 (e4m3 /
+every thread that executes it (elect one).  Shared-memory operands are K-major, or MN-major
+(idesc major bits; 8/16/32-bit types, not block-scaled) in the canonical layouts of
+``operands.matrix_index_mn``.  kind::f16 (f16/bf16, K16), tf32 (K8), f8f6f4 (e4m3 /
 e5m2, K32) and block-scaled mxf4 / mxf4nvf4 (e2m1 packed two per byte, K64) with ue8m0 / ue4m3
 scale factors: D = sum_k A[m,k] SFA[m,k/vs] B[n,k] SFB[n,k/vs] (+ D) in float64, rounded once
 to f32.  Scale factors (CUTLASS ``tmem_sf_frg``): SF(row r, j) lives in TMEM lane r % 32 of
@@ -48,6 +51,7 @@ class TensorMemory:
         self.relinquished = False
         self.pending = np.zeros((LANES, COLS), np.int32)      # MMA results not yet committed+waited
         self.uncommitted: dict[int, list] = {}    # issuing thread -> [(lane slice, col slice)]
+        self.in_flight: dict[int, list] = {}      # issuing thread -> its commits not yet complete
 
     def allocated(self, c0: int, c1: int) -> bool:
         return any(a <= c0 and c1 <= a + n for a, n in self.allocs.items())
@@ -220,8 +224,13 @@ def _mma_one(cta, ins, t, kind, block, ops, tm):
         neg_a, neg_b, a_major, b_major = d.negate_a, d.negate_b, d.a_major, d.b_major
     if at is None or bt is None or at in ("e2m3", "e3m2") or (kind == "f8f6f4" and "e2m1" in (at, bt)):
         raise cta.error(f"kind::{kind} operand types {at}/{bt} are not simulated", t)
-    if a_major or b_major:
-        raise cta.error("MN-major tcgen05.mma operands are not simulated (K-major only)", t)
+    # MN-major shared-memory operands (idesc major bits): the canonical layouts that wgmma's
+    # transposed operands use (operands.matrix_index_mn), for the types that may be MN-major
+    mn_esize = {"f16": 2, "bf16": 2, "tf32": 4, "e4m3": 1, "e5m2": 1}
+    if (a_major and (a_tmem or at not in mn_esize)) or (b_major and bt not in mn_esize) or \
+            ((a_major or b_major) and block):
+        raise cta.error(f"MN-major tcgen05.mma operands of types {at}/{bt} are not simulated (f16, bf16, tf32, "
+                        f"e4m3 and e5m2 in shared memory only)", t)
     if M != 128:
         raise cta.error(f"tcgen05.mma with M = {M} is not simulated (cta_group::1, M = 128 only)", t)
     if dl != 0:
@@ -236,8 +245,10 @@ def _mma_one(cta, ins, t, kind, block, ops, tm):
         raw = np.ascontiguousarray(tm.data[al:al + M, ac:ac + ncol]).view(np.uint8).reshape(M, a_kbytes)
         A = values(raw, at)
     else:
-        A = values(read_matrix(cta, int(_val(cta, ops[1], t, B64)), 100, M, a_kbytes, t, "tcgen05.mma A operand"), at)
-    B = values(read_matrix(cta, int(_val(cta, ops[2], t, B64)), 100, N, b_kbytes, t, "tcgen05.mma B operand"), bt)
+        A = values(read_matrix(cta, int(_val(cta, ops[1], t, B64)), 100, M, a_kbytes, t, "tcgen05.mma A operand",
+                               mn_esize[at] if a_major else 0), at)
+    B = values(read_matrix(cta, int(_val(cta, ops[2], t, B64)), 100, N, b_kbytes, t, "tcgen05.mma B operand",
+                           mn_esize[bt] if b_major else 0), bt)
     if neg_a:
         A = -A
     if neg_b:
@@ -338,12 +349,23 @@ def _commit(cta, ins):
         off = int(smem_offsets(cta, ins.ops[0], np.array([t]))[0])
         get_mbar(cta, off, t)
         regions = tm.uncommitted.pop(t, [])
+        # PTX ISA: the mbarrier tracks *all* prior async tcgen05 operations of the thread, so
+        # this commit completing means the thread's earlier commits (if still pending) did too
+        earlier = list(tm.in_flight.get(t, []))
+        me: list = []          # this commit's AsyncOp, bound per thread
 
-        def complete(off=off, regions=regions):
+        def complete(off=off, regions=regions, earlier=earlier, t=t, me=me):
+            for op in earlier:
+                if any(op is o for o in cta.async_ops):
+                    cta.async_ops = [o for o in cta.async_ops if o is not op]
+                    op.complete()
             for ls, cs in regions:
                 tm.pending[ls, cs] -= 1
+            tm.in_flight[t] = [o for o in tm.in_flight.get(t, []) if o is not me[0]]
             arrive(cta, off, 1)
-        cta.async_ops.append(AsyncOp(off, ins.line, complete, f"tcgen05.commit (line {ins.line})"))
+        me.append(AsyncOp(off, ins.line, complete, f"tcgen05.commit (line {ins.line})"))
+        tm.in_flight.setdefault(t, []).append(me[0])
+        cta.async_ops.append(me[0])
 
 
 def _ld_map(shape: str, n: int):

@@ -2,8 +2,8 @@
 ``wgmma.fence`` / ``commit_group`` / ``wait_group``.
 
 Executed by whole warpgroups (128 threads).  A and B come from shared memory through sm_90
-GMMA descriptors (decoded with descriptors.Sm90SmemDescriptor; K-major only) or A from
-registers.  The product is computed in float64 when the instruction issues and rounded once to
+GMMA descriptors (decoded with descriptors.Sm90SmemDescriptor; K-major, or MN-major for 16-bit
+types with the transpose immediates, operands.matrix_index_mn) or A from registers.  The product is computed in float64 when the instruction issues and rounded once to
 the accumulator type (the hardware accumulates in f32 with its own internal rounding).
 
 Accumulator fragment, warp w of the warpgroup, lane l: ``d[4i + q]`` (f32) holds row
@@ -77,11 +77,10 @@ def op_wgmma(cta, ins):
     imms = [int(o[2]) for o in ops[4:]]
     a_regs = aop[0] == "vec"
     sa, sb = (imms + [1, 1])[:2]
+    ta = tb = 0
     if at in ("f16", "bf16"):
         ta = 0 if a_regs else (imms[2] if len(imms) > 2 else 0)
         tb = imms[-1] if len(imms) > (2 if a_regs else 3) else 0
-        if ta or tb:
-            raise cta.error("wgmma with transposed (MN-major) shared-memory operands is not simulated")
     f16d = dt == "f16"
     nd = N // 4 if f16d else N // 2
     if len(dvec[1]) != nd:
@@ -93,12 +92,12 @@ def op_wgmma(cta, ins):
         tids = wg * 128 + np.arange(128)
         lead = int(tids[0])
         bdesc = _uniform(cta, bop, tids, B64, "b-desc")
-        B = values(read_matrix(cta, bdesc, 90, N, kbytes, lead, "wgmma B operand"), bt)        # [N, K]
+        B = values(read_matrix(cta, bdesc, 90, N, kbytes, lead, "wgmma B operand", 2 if tb else 0), bt)  # [N, K]
         if a_regs:
             A = _a_from_regs(cta, aop, tids, at, K)
         else:
             adesc = _uniform(cta, aop, tids, B64, "a-desc")
-            A = values(read_matrix(cta, adesc, 90, 64, kbytes, lead, "wgmma A operand"), at)   # [64, K]
+            A = values(read_matrix(cta, adesc, 90, 64, kbytes, lead, "wgmma A operand", 2 if ta else 0), at)  # [64, K]
         prod = (sa * A) @ (sb * B).T                                                         # [64, N]
         sd = _uniform(cta, scale_d, tids, PRED, "scale-d") if scale_d[0] != "imm" else bool(scale_d[2])
         if f16d:

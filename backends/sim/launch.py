@@ -6,7 +6,8 @@
 ``values`` are the kernel's bound arguments in signature order (numpy arrays for tensors,
 numbers for scalars), as `Kernel.bind` returns them.  The parameter ABI follows
 `PtxKernel.params`: per tensor a pointer then its dims, scalars, then grid extents of axes
-2.. (folded onto %ctaid.z, axis 2 fastest).
+2.. (folded onto %ctaid.z, axis 2 fastest), then TMA tensor maps (role ``("tma", arg, box,
+swizzle, dtype)``), built as `SimTensorMap`s over the argument arrays.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 
 import numpy as np
 
-from . import simulate
+from . import SimTensorMap, simulate
 
 
 def ptx_kernel_args(kernel, values, grid) -> list:
@@ -33,6 +34,11 @@ def ptx_kernel_args(kernel, values, grid) -> list:
             out.append((p.kind, float(v) if p.kind in ("f32", "f64") else int(v)))
         elif role[0] == "grid":
             out.append((p.kind, grid[role[1]] if role[1] < len(grid) else 1))
+        elif role[0] == "tma":  # a TMA tensor map: the launch's make_tma_descriptor arguments
+            from tilec.runtime.launch import tensor_map_args
+
+            a = values[role[1]]
+            out.append(("tensormap", SimTensorMap.from_cuda_args(a, *tensor_map_args(a.shape, a.strides, role))))
         else:
             raise ValueError(f"unknown parameter role {role!r}")
     return out

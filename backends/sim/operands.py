@@ -1,6 +1,6 @@
 """Shared-memory matrix operands of wgmma / tcgen05.mma, read through their descriptors.
 
-K-major layouts only (the transpose / MN-major bits raise SimError).  Row r of the operand
+K-major layouts, and MN-major ones for wgmma's 16-bit transpose bits (`matrix_index_mn`).  Row r of the operand
 (M for A, N for B) and byte b along K (b < K * element bits / 8, 32 bytes per MMA for every
 kind) sit at, before the swizzle:
 
@@ -56,14 +56,41 @@ def matrix_index(start: int, lbo: int, sbo: int, span: int, rows: int, kbytes: i
     return swizzle(addr, span)
 
 
-def read_matrix(cta, desc: int, sm: int, rows: int, kbytes: int, issuer: int, what: str) -> np.ndarray:
+def matrix_index_mn(start: int, lbo: int, sbo: int, span: int, rows: int, kbytes: int, esize: int) -> np.ndarray:
+    """Shared byte offsets [rows, kbytes] of an MN-major operand (wgmma transpose bit set) of
+    ``esize``-byte elements: row r (M or N) is contiguous across the MN dimension.  With a
+    swizzle (CuTe ``((T,span/16,m),(8,k)):((1,T,LBO),(span/16*T,SBO))`` in 16-byte units)
+    element (r, k) sits before the XOR at
+
+        start + (r*esize) % span + (r*esize // span) * LBO + (k % 8) * span + (k // 8) * SBO
+
+    (LBO steps between span-wide column panels, SBO between 8-row groups along K); without
+    one (``((T,1,m),(8,k)):((1,T,SBO),(1T,LBO))``) at
+    ``start + (r*esize) % 16 + (r*esize // 16) * SBO + (k % 8) * 16 + (k // 8) * LBO``."""
+    r = np.arange(rows, dtype=np.int64)[:, None]
+    b = np.arange(kbytes, dtype=np.int64)[None, :]
+    k, byte = b // esize, b % esize
+    mb = r * esize + byte
+    if span == 0:
+        addr = start + mb % 16 + (mb // 16) * sbo + (k % 8) * 16 + (k // 8) * lbo
+    else:
+        addr = start + mb % span + (mb // span) * lbo + (k % 8) * span + (k // 8) * sbo
+    return swizzle(addr, span)
+
+
+def read_matrix(cta, desc: int, sm: int, rows: int, kbytes: int, issuer: int, what: str,
+                mn_major_esize: int = 0) -> np.ndarray:
     """Bytes [rows, kbytes] of a shared-memory operand (async-proxy read: checked for in-flight
-    copies and for generic writes without bar.sync + fence.proxy.async)."""
+    copies and for generic writes without bar.sync + fence.proxy.async).  ``mn_major_esize``:
+    the element size of an MN-major (transposed) operand, 0 for K-major."""
     try:
         start, lbo, sbo, span = decode_desc(int(desc), sm)
     except ValueError as e:
         raise cta.error(f"{what}: bad shared-memory descriptor {int(desc):#018x}: {e}", issuer)
-    idx = matrix_index(start, lbo, sbo, span, rows, kbytes)
+    if mn_major_esize:
+        idx = matrix_index_mn(start, lbo, sbo, span, rows, kbytes, mn_major_esize)
+    else:
+        idx = matrix_index(start, lbo, sbo, span, rows, kbytes)
     if idx.min() < 0 or idx.max() >= cta.smem.size:
         raise cta.error(f"{what}: descriptor {int(desc):#018x} reaches shared bytes [{int(idx.min()):#x}, "
                         f"{int(idx.max()):#x}] outside the CTA's {cta.smem.size} bytes", issuer)

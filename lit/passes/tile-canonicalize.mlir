@@ -26,6 +26,19 @@ func.func @fuse_add_into_matmul_acc_on_rhs(%a: !tile.tile<64x32xf16>, %b: !tile.
 
 // -----
 
+/// [Pattern: FuseAddIntoMatmul] A block-scaled product fuses the same way (block and scales kept).
+// CHECK-LABEL: func.func @fuse_add_into_scaled_matmul
+//  CHECK-SAME:   (%[[A:[^:]+]]: !tile.tile<128x64xf4E2M1FN>, %[[SA:[^:]+]]: !tile.tile<128x2xf8E8M0FNU>, %[[B:[^:]+]]: !tile.tile<64x32xf4E2M1FN>, %[[SB:[^:]+]]: !tile.tile<32x2xf8E8M0FNU>, %[[ACC:[^:]+]]: !tile.tile<128x32xf32>)
+//  CHECK-NEXT:   %[[SUM:.*]] = tile.scaled_matmul %[[A]] scale %[[SA]], %[[B]] scale %[[SB]], %[[ACC]] block 32 :
+//  CHECK-NEXT:   func.return %[[SUM]]
+func.func @fuse_add_into_scaled_matmul(%a: !tile.tile<128x64xf4E2M1FN>, %sa: !tile.tile<128x2xf8E8M0FNU>, %b: !tile.tile<64x32xf4E2M1FN>, %sb: !tile.tile<32x2xf8E8M0FNU>, %acc: !tile.tile<128x32xf32>) -> !tile.tile<128x32xf32> {
+  %p = tile.scaled_matmul %a scale %sa, %b scale %sb block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>, !tile.tile<64x32xf4E2M1FN>, !tile.tile<32x2xf8E8M0FNU> -> !tile.tile<128x32xf32>
+  %s = tile.add %acc, %p : !tile.tile<128x32xf32>
+  func.return %s : !tile.tile<128x32xf32>
+}
+
+// -----
+
 /// [Pattern: FuseAddIntoMatmul] Negative: the bare product is used again, so it must stay.
 // CHECK-LABEL: func.func @negative_fuse_matmul_with_second_use
 //       CHECK:   %[[P:.*]] = tile.matmul %{{[^,]+}}, %{{[^,]+}} :

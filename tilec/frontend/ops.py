@@ -306,7 +306,13 @@ def subscript(x: Value, index) -> Value:
 # ------------------------------------------------------------------ matmul and reductions
 
 
-def matmul(a, b, acc=None) -> Value:
+def matmul(a, b, acc=None, a_scale=None, b_scale=None, block=None) -> Value:
+    if a_scale is not None or b_scale is not None:
+        if a_scale is None or b_scale is None:
+            _fail("a block-scaled matmul needs both a_scale and b_scale")
+        return scaled_matmul(a, a_scale, b, b_scale, block, acc)
+    if block is not None:
+        _fail("matmul's block= applies to block-scaled operands; pass a_scale= and b_scale= too")
     a, b = as_value(a), as_value(b)
     if a.is_scalar or b.is_scalar:
         _fail("matmul needs two tiles, got a scalar")
@@ -319,6 +325,119 @@ def matmul(a, b, acc=None) -> Value:
         a, b = cast(a, common), cast(b, common)
     out = dt.accumulator_for(a.dtype)
     c = _value(_emit(T.MatmulOp(a.ssa, b.ssa, _tile_type(shape, out))), out, shape)
+    if acc is not None:
+        c = binary("add", acc, c)
+    return c
+
+
+# ------------------------------------------------------------------ block scaling (fp4)
+
+_SCALE_DTYPES = (dt.float8_e8m0fnu, dt.float8_e4m3fn)
+_BLOCK_SCALED_DTYPES = (dt.float4_e2m1fn, dt.float8_e4m3fn, dt.float8_e5m2)
+_UNSCALED_DTYPES = (dt.float32, dt.float16, dt.bfloat16)
+
+
+def _lookup(dtype, what: str) -> dt.DType:
+    try:
+        return dt.lookup(dtype)
+    except KeyError as e:
+        _fail(f"{what}: {e.args[0]}")
+
+
+def _tile_arg(x, what: str) -> Value:
+    x = as_value(x)
+    if x.is_scalar:
+        _fail(f"{what} must be a tile, got a scalar")
+    return x
+
+
+def _scales_arg(s, what: str) -> Value:
+    s = _tile_arg(s, what)
+    if s.dtype not in _SCALE_DTYPES:
+        _fail(f"{what} must be float8_e8m0fnu (MX) or float8_e4m3fn (NVFP4) scales, got {s.dtype.api_name}")
+    return s
+
+
+def _global_scale(g) -> Value:
+    if isinstance(g, Value) and not g.is_scalar:
+        _fail("global_scale must be a scalar (one float32 scale for the whole tensor)")
+    return cast(as_value(g), dt.float32) if isinstance(g, Value) else constant(float(g), dt.float32)
+
+
+def _block(block, k: int, n_scales: int, what: str) -> int:
+    """`block` as given, or K / (number of scales) when None."""
+    if block is None:
+        if n_scales <= 0 or k % n_scales:
+            _fail(f"{what}: {n_scales} scales per row do not split the {k} elements of the last axis into "
+                  f"equal blocks; pass block=")
+        return k // n_scales
+    block = static_int(block, f"{what} block")
+    if block <= 0:
+        _fail(f"{what} block must be positive, got {block}")
+    return block
+
+
+def quantize(x, dtype=dt.float4_e2m1fn, block=32, scale_dtype=dt.float8_e8m0fnu, global_scale=None):
+    x = _tile_arg(x, "quantize's input")
+    to = _lookup(dtype, "quantize")
+    sd = _lookup(scale_dtype, "quantize")
+    if to is not dt.float4_e2m1fn:
+        _fail(f"ct.quantize produces float4_e2m1fn tiles, got dtype={to.api_name}")
+    if sd not in _SCALE_DTYPES:
+        _fail(f"quantize scale_dtype must be float8_e8m0fnu (MX) or float8_e4m3fn (NVFP4), got {sd.api_name}")
+    block = static_int(block, "quantize block")
+    try:
+        scale_shape = T.block_scales_shape(x.shape, block)
+    except T.ShapeError as e:
+        _fail(f"quantize: {e}")
+    if global_scale is not None:
+        x = binary("div", cast(x, dt.float32), _global_scale(global_scale))
+    elif x.dtype not in _UNSCALED_DTYPES:
+        x = cast(x, dt.float32)
+    op = _emit(T.QuantizeOp(x.ssa, block, to.ir_type, sd.ir_type))
+    return Value(op.result, to, x.shape), Value(op.scales, sd, scale_shape)
+
+
+def dequantize(q, scales, block=None, dtype=dt.float32, global_scale=None) -> Value:
+    q = _tile_arg(q, "dequantize's input")
+    s = _scales_arg(scales, "dequantize's scales")
+    out = _lookup(dtype, "dequantize")
+    if q.dtype not in _BLOCK_SCALED_DTYPES:
+        _fail(f"dequantize needs a float4_e2m1fn (or fp8) tile, got {q.dtype.api_name}")
+    if out not in _UNSCALED_DTYPES:
+        _fail(f"dequantize produces float32, float16 or bfloat16, got dtype={out.api_name}")
+    block = _block(block, q.shape[-1], s.shape[-1], "dequantize")
+    try:
+        want = T.block_scales_shape(q.shape, block)
+    except T.ShapeError as e:
+        _fail(f"dequantize: {e}")
+    if s.shape != want:
+        _fail(f"dequantize: scales of a {list(q.shape)} tile with block {block} must have shape {list(want)}, "
+              f"got {list(s.shape)}")
+    if global_scale is None:
+        return _value(_emit(T.DequantizeOp(q.ssa, s.ssa, block, out.ir_type)), out, q.shape)
+    r = _value(_emit(T.DequantizeOp(q.ssa, s.ssa, block, dt.float32.ir_type)), dt.float32, q.shape)
+    return cast(binary("mul", r, _global_scale(global_scale)), out)
+
+
+def scaled_matmul(a, a_scale, b, b_scale, block=None, acc=None) -> Value:
+    a, b = _tile_arg(a, "scaled matmul's a"), _tile_arg(b, "scaled matmul's b")
+    sa, sb = _scales_arg(a_scale, "a_scale"), _scales_arg(b_scale, "b_scale")
+    for name, v in (("a", a), ("b", b)):
+        if v.dtype not in _BLOCK_SCALED_DTYPES:
+            _fail(f"a block-scaled matmul needs float4_e2m1fn (or fp8 e4m3/e5m2) operands, but {name} is "
+                  f"{v.dtype.api_name}; make one with ct.quantize")
+    if sa.dtype is not sb.dtype:
+        _fail(f"a_scale and b_scale must share a dtype, got {sa.dtype.api_name} and {sb.dtype.api_name}")
+    if a.ndim != 2 or b.ndim != 2:
+        _fail(f"a block-scaled matmul needs 2-D tiles, got shapes {list(a.shape)} and {list(b.shape)}")
+    block = _block(block, a.shape[-1], sa.shape[-1], "scaled matmul")
+    try:
+        shape = T.scaled_matmul_result_shape(a.shape, sa.shape, b.shape, sb.shape, block)
+    except T.ShapeError as e:
+        _fail(str(e))
+    c = _value(_emit(T.ScaledMatmulOp(a.ssa, sa.ssa, b.ssa, sb.ssa, block, _tile_type(shape, dt.float32))),
+               dt.float32, shape)
     if acc is not None:
         c = binary("add", acc, c)
     return c
@@ -432,6 +551,7 @@ def load(t, offset, size, boundary_check: bool = True, padding=0) -> Value:
         _fail(f"load_tile: tensor '{t.name}' has rank {t.ndim}, so size needs {t.ndim} dims, got {list(shape)}")
     if not isinstance(padding, (int, float)) or isinstance(padding, bool):
         _fail(f"load_tile padding must be a number, got {padding!r}")
+    _check_packed(t, shape, "load_tile")
     op = _emit(T.LoadOp(t.ssa, offs, _tile_type(shape, t.dtype), bool(boundary_check), float(padding)))
     return _value(op, t.dtype, shape)
 
@@ -445,8 +565,16 @@ def store(t, offset, tile, mode: str = "store") -> None:
         _fail("store_tile needs a tile value (make one with ct.full for a constant)")
     if tile.ndim != t.ndim:
         _fail(f"store_tile: tensor '{t.name}' has rank {t.ndim} but the tile has shape {list(tile.shape)}")
+    _check_packed(t, tile.shape, "store_tile")
     tile = cast(tile, t.dtype)
     _emit(T.StoreOp(t.ssa, offs, tile.ssa, mode))
+
+
+def _check_packed(t: TensorArg, shape, what: str) -> None:
+    try:
+        T.check_packed_tile(t.dtype.ir_type, shape)
+    except T.ShapeError as e:
+        _fail(f"{what}: tensor '{t.name}' is packed fp4, so {e}")
 
 
 def rand(seed, offsets) -> Value:

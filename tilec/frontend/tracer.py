@@ -41,6 +41,10 @@ from tilec.frontend.values import TensorArg, Value
 class TensorSpec:
     dtype: dt.DType
     static_shape: tuple  # int where specialised, None where dynamic
+    #: the base address and (rank >= 2) the row pitch, innermost dim x element size, are
+    #: multiples of 16 bytes, so every row starts 16-byte aligned: GPU backends may then
+    #: use vector accesses (the launch path computes it, like Triton's `tt.divisibility`)
+    div16: bool = False
 
 
 @dataclass(frozen=True)

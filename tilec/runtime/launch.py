@@ -68,7 +68,17 @@ def _contiguous_strides(shape, item: int) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
+_NP_DTYPES: dict = {}  # torch dtype -> numpy dtype (one lookup per launched tensor)
+
+
 def _torch_np_dtype(tdtype):
+    hit = _NP_DTYPES.get(tdtype)
+    if hit is None:
+        hit = _NP_DTYPES[tdtype] = _torch_np_dtype_uncached(tdtype)
+    return hit
+
+
+def _torch_np_dtype_uncached(tdtype):
     import ml_dtypes
 
     name = str(tdtype).removeprefix("torch.")
@@ -82,7 +92,12 @@ def _torch_np_dtype(tdtype):
 
 
 def is_device_array(a) -> bool:
-    """True for torch CUDA tensors and objects with `__cuda_array_interface__`."""
+    """True for torch CUDA tensors and objects with `__cuda_array_interface__` (also as
+    the packed data of a `tilec.fp4.FP4Tensor`)."""
+    from tilec.fp4 import FP4Tensor
+
+    if isinstance(a, FP4Tensor):
+        return is_device_array(a.packed)
     if type(a).__module__.startswith("torch"):
         dev = getattr(a, "device", None)
         return dev is not None and getattr(dev, "type", "cpu") == "cuda"
@@ -90,7 +105,16 @@ def is_device_array(a) -> bool:
 
 
 def device_array(a) -> DeviceArray:
-    """The `DeviceArray` of a torch CUDA tensor or a `__cuda_array_interface__` object."""
+    """The `DeviceArray` of a torch CUDA tensor or a `__cuda_array_interface__` object.
+
+    A `tilec.fp4.FP4Tensor` over GPU data gives the pointer of its packed bytes with the
+    tensor's logical shape and the fp4 dtype: an fp4 kernel parameter is the address of
+    the packed data plus the logical dims (its `strides` are not the packed ones)."""
+    from tilec.fp4 import FP4Tensor
+
+    if isinstance(a, FP4Tensor):
+        packed = device_array(a.packed)
+        return DeviceArray(a, packed.ptr, a.shape, a.dtype, None, packed.device)
     if type(a).__module__.startswith("torch"):
         item = a.element_size()
         return DeviceArray(a, a.data_ptr(), a.shape, _torch_np_dtype(a.dtype),
@@ -131,7 +155,10 @@ def target_for_args(args) -> str:
     gpu = [a for a in args if is_device_array(a)]
     if not gpu:
         return "cpu"
+    from tilec.fp4 import FP4Tensor
+
     for a in args:
+        a = a.packed if isinstance(a, FP4Tensor) else a
         if isinstance(a, np.ndarray) or (type(a).__module__.startswith("torch") and hasattr(a, "device")
                                          and not is_device_array(a)):
             raise LaunchError("kernel arguments mix host arrays and GPU tensors; move them all to one device")
@@ -187,6 +214,34 @@ def _scalar(kind: str, dtype_name: str, value):
     return v
 
 
+_tensor_maps: dict[tuple, bytes] = {}
+#: L2 sector promotion of the TMA tile loads (bytes; CUTLASS and DeepGEMM use 256)
+L2_PROMOTION = 256
+
+
+def tensor_map_args(shape, strides_bytes, role) -> tuple:
+    """`make_tma_descriptor` / `SimTensorMap.from_cuda_args` arguments after the pointer for a
+    "tensormap" kernel parameter with role `("tma", arg, box, swizzle, dtype)`: dtype, dims and
+    byte strides (innermost first), box, swizzle."""
+    _, _, box, swizzle, dtype = role
+    return dtype, tuple(reversed(shape)), tuple(reversed(strides_bytes))[1:], box, swizzle
+
+
+def tensor_map_bytes(array: DeviceArray, role) -> bytes:
+    """The 128-byte TMA descriptor of `array` for a "tensormap" parameter (cached per pointer,
+    shape, strides and box)."""
+    key = (array.ptr, array.shape, role)         # bound tensors are contiguous: the shape fixes the strides
+    hit = _tensor_maps.get(key)
+    if hit is None:
+        from tilec.runtime.cuda import make_tma_descriptor
+
+        if len(_tensor_maps) > 4096:
+            _tensor_maps.clear()
+        hit = _tensor_maps[key] = make_tma_descriptor(array.ptr, *tensor_map_args(array.shape, array.strides, role),
+                                                      l2_promotion=L2_PROMOTION, cache=False).bytes
+    return hit
+
+
 def launch_artifact(artifact, values: list, grid: tuple[int, ...]) -> None:
     """Launch a GPU `artifact` with the run-time `values` of `Kernel.bind` on `grid`."""
     gpu = artifact.gpu
@@ -211,6 +266,8 @@ def launch_artifact(artifact, values: list, grid: tuple[int, ...]) -> None:
             args.append(n)
         elif role[0] == "scalar":
             args.append(_scalar(p.kind, role[2], values[role[1]]))
+        elif role[0] == "tma":
+            args.append(tensor_map_bytes(values[role[1]], role))
         else:
             axis = role[1]
             args.append(grid[axis] if axis < len(grid) else 1)

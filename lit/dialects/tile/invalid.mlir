@@ -279,6 +279,145 @@ func.func @matmul_acc_type(%a: !tile.tile<64x32xf16>, %b: !tile.tile<32x64xf16>,
 
 // -----
 
+/// fp4 tensors are packed two per byte: a tile of one spans whole bytes.
+func.func @load_fp4_odd_innermost(%X: !tile.tensor<?x?xf4E2M1FN>, %r: i32) {
+  %t = tile.load %X[%r, %r] : !tile.tensor<?x?xf4E2M1FN> -> !tile.tile<64x33xf4E2M1FN>
+  func.return
+}
+// CHECK: error: 'tile.load' op a float4_e2m1fn tile of a tensor needs an even innermost dim (two elements per byte), got shape [64, 33]
+
+// -----
+
+func.func @quantize_block_does_not_divide(%x: !tile.tile<64x48xf32>) {
+  %q, %s = tile.quantize %x block 32 : !tile.tile<64x48xf32> -> !tile.tile<64x48xf4E2M1FN>, !tile.tile<64x1xf8E8M0FNU>
+  func.return
+}
+// CHECK: error: 'tile.quantize' op block 32 does not divide the last dim 48 of a [64, 48] tile
+
+// -----
+
+func.func @quantize_block_positive(%x: !tile.tile<64x64xf32>) {
+  %q, %s = tile.quantize %x block 0 : !tile.tile<64x64xf32> -> !tile.tile<64x64xf4E2M1FN>, !tile.tile<64x2xf8E8M0FNU>
+  func.return
+}
+// CHECK: error: 'tile.quantize' op the scale block must be positive, got 0
+
+// -----
+
+func.func @quantize_scale_shape(%x: !tile.tile<64x64xf32>) {
+  %q, %s = tile.quantize %x block 32 : !tile.tile<64x64xf32> -> !tile.tile<64x64xf4E2M1FN>, !tile.tile<64x4xf8E8M0FNU>
+  func.return
+}
+// CHECK: error: 'tile.quantize' op scales of a [64, 64] tile with block 32 must have shape [64, 2], got [64, 4]
+
+// -----
+
+func.func @quantize_result_shape(%x: !tile.tile<64x64xf32>) {
+  %q, %s = tile.quantize %x block 32 : !tile.tile<64x64xf32> -> !tile.tile<32x64xf4E2M1FN>, !tile.tile<32x2xf8E8M0FNU>
+  func.return
+}
+// CHECK: error: 'tile.quantize' op quantized tile has shape [32, 64], the source [64, 64]
+
+// -----
+
+func.func @quantize_to_fp8(%x: !tile.tile<64x64xf32>) {
+  %q, %s = tile.quantize %x block 32 : !tile.tile<64x64xf32> -> !tile.tile<64x64xf8E4M3FN>, !tile.tile<64x2xf8E8M0FNU>
+  func.return
+}
+// CHECK: error: 'tile.quantize' op the quantized tile must hold one of f4E2M1FN, got f8E4M3FN
+
+// -----
+
+func.func @quantize_scale_type(%x: !tile.tile<64x64xf32>) {
+  %q, %s = tile.quantize %x block 32 : !tile.tile<64x64xf32> -> !tile.tile<64x64xf4E2M1FN>, !tile.tile<64x2xf16>
+  func.return
+}
+// CHECK: error: 'tile.quantize' op the scales must hold one of f8E8M0FNU, f8E4M3FN, got f16
+
+// -----
+
+func.func @quantize_source_type(%x: !tile.tile<64x64xi32>) {
+  %q, %s = tile.quantize %x block 32 : !tile.tile<64x64xi32> -> !tile.tile<64x64xf4E2M1FN>, !tile.tile<64x2xf8E8M0FNU>
+  func.return
+}
+// CHECK: error: 'tile.quantize' op the quantized source must hold one of f32, f16, bf16, got i32
+
+// -----
+
+func.func @dequantize_scale_shape(%q: !tile.tile<64x64xf4E2M1FN>, %s: !tile.tile<2x64xf8E8M0FNU>) {
+  %x = tile.dequantize %q scale %s block 32 : !tile.tile<64x64xf4E2M1FN>, !tile.tile<2x64xf8E8M0FNU> -> !tile.tile<64x64xf32>
+  func.return
+}
+// CHECK: error: 'tile.dequantize' op scales of a [64, 64] tile with block 32 must have shape [64, 2], got [2, 64]
+
+// -----
+
+func.func @dequantize_result_type(%q: !tile.tile<64x64xf4E2M1FN>, %s: !tile.tile<64x2xf8E8M0FNU>) {
+  %x = tile.dequantize %q scale %s block 32 : !tile.tile<64x64xf4E2M1FN>, !tile.tile<64x2xf8E8M0FNU> -> !tile.tile<64x64xi32>
+  func.return
+}
+// CHECK: error: 'tile.dequantize' op the dequantized result must hold one of f32, f16, bf16, got i32
+
+// -----
+
+func.func @scaled_matmul_block_does_not_divide_k(%a: !tile.tile<128x48xf4E2M1FN>, %sa: !tile.tile<128x1xf8E8M0FNU>, %b: !tile.tile<48x64xf4E2M1FN>, %sb: !tile.tile<64x1xf8E8M0FNU>) {
+  %c = tile.scaled_matmul %a scale %sa, %b scale %sb block 32 : !tile.tile<128x48xf4E2M1FN>, !tile.tile<128x1xf8E8M0FNU>, !tile.tile<48x64xf4E2M1FN>, !tile.tile<64x1xf8E8M0FNU> -> !tile.tile<128x64xf32>
+  func.return
+}
+// CHECK: error: 'tile.scaled_matmul' op block 32 does not divide K = 48 of a scaled matmul
+
+// -----
+
+/// b_scale is [N, K/block] (per output column), not [K/block, N].
+func.func @scaled_matmul_b_scale_transposed(%a: !tile.tile<128x64xf4E2M1FN>, %sa: !tile.tile<128x2xf8E8M0FNU>, %b: !tile.tile<64x32xf4E2M1FN>, %sb: !tile.tile<2x32xf8E8M0FNU>) {
+  %c = tile.scaled_matmul %a scale %sa, %b scale %sb block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>, !tile.tile<64x32xf4E2M1FN>, !tile.tile<2x32xf8E8M0FNU> -> !tile.tile<128x32xf32>
+  func.return
+}
+// CHECK: error: 'tile.scaled_matmul' op b_scale must have shape [N, K/block] = [32, 2] for a [128, 64] @ [64, 32] matmul with block 32, got [2, 32]
+
+// -----
+
+func.func @scaled_matmul_a_scale_shape(%a: !tile.tile<128x64xf4E2M1FN>, %sa: !tile.tile<128x4xf8E8M0FNU>, %b: !tile.tile<64x32xf4E2M1FN>, %sb: !tile.tile<32x2xf8E8M0FNU>) {
+  %c = tile.scaled_matmul %a scale %sa, %b scale %sb block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x4xf8E8M0FNU>, !tile.tile<64x32xf4E2M1FN>, !tile.tile<32x2xf8E8M0FNU> -> !tile.tile<128x32xf32>
+  func.return
+}
+// CHECK: error: 'tile.scaled_matmul' op a_scale must have shape [M, K/block] = [128, 2] for a [128, 64] @ [64, 32] matmul with block 32, got [128, 4]
+
+// -----
+
+func.func @scaled_matmul_f16_operands(%a: !tile.tile<128x64xf16>, %sa: !tile.tile<128x2xf8E8M0FNU>, %b: !tile.tile<64x32xf16>, %sb: !tile.tile<32x2xf8E8M0FNU>) {
+  %c = tile.scaled_matmul %a scale %sa, %b scale %sb block 32 : !tile.tile<128x64xf16>, !tile.tile<128x2xf8E8M0FNU>, !tile.tile<64x32xf16>, !tile.tile<32x2xf8E8M0FNU> -> !tile.tile<128x32xf32>
+  func.return
+}
+// CHECK: error: 'tile.scaled_matmul' op lhs must hold one of f4E2M1FN, f8E4M3FN, f8E5M2, got f16
+
+// -----
+
+func.func @scaled_matmul_mixed_scale_types(%a: !tile.tile<128x64xf4E2M1FN>, %sa: !tile.tile<128x2xf8E8M0FNU>, %b: !tile.tile<64x32xf4E2M1FN>, %sb: !tile.tile<32x2xf8E4M3FN>) {
+  %c = tile.scaled_matmul %a scale %sa, %b scale %sb block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>, !tile.tile<64x32xf4E2M1FN>, !tile.tile<32x2xf8E4M3FN> -> !tile.tile<128x32xf32>
+  func.return
+}
+// CHECK: error: 'tile.scaled_matmul' op both scales must share a type, got f8E8M0FNU and f8E4M3FN
+
+// -----
+
+func.func @scaled_matmul_rank(%a: !tile.tile<2x128x64xf4E2M1FN>, %sa: !tile.tile<2x128x2xf8E8M0FNU>, %b: !tile.tile<64x32xf4E2M1FN>, %sb: !tile.tile<32x2xf8E8M0FNU>) {
+  %c = tile.scaled_matmul %a scale %sa, %b scale %sb block 32 : !tile.tile<2x128x64xf4E2M1FN>, !tile.tile<2x128x2xf8E8M0FNU>, !tile.tile<64x32xf4E2M1FN>, !tile.tile<32x2xf8E8M0FNU> -> !tile.tile<2x128x32xf32>
+  func.return
+}
+// CHECK: error: 'tile.scaled_matmul' op scaled matmul needs 2-D tiles, got shapes [2, 128, 64] and [64, 32]
+
+// -----
+
+/// The accumulator is f32 like the result (the ACC type variable ties them).
+func.func @scaled_matmul_f16_result(%a: !tile.tile<128x64xf4E2M1FN>, %sa: !tile.tile<128x2xf8E8M0FNU>, %b: !tile.tile<64x32xf4E2M1FN>, %sb: !tile.tile<32x2xf8E8M0FNU>) {
+  %c = tile.scaled_matmul %a scale %sa, %b scale %sb block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>, !tile.tile<64x32xf4E2M1FN>, !tile.tile<32x2xf8E8M0FNU> -> !tile.tile<128x32xf16>
+  func.return
+}
+// CHECK: error: 'tile.scaled_matmul' op the result must hold one of f32, got f16
+
+// -----
+
 func.func @reduce_kind(%x: !tile.tile<64x64xf32>) {
   %s = tile.reduce "mean" %x {axis = 1 : i64} : !tile.tile<64x64xf32> -> !tile.tile<64xf32>
   func.return

@@ -240,6 +240,70 @@ func.func @batched_matmul(%a: !tile.tile<4x16x8xf16>, %b: !tile.tile<1x8x32xf16>
 
 // -----
 
+/// tile.quantize: one op, two results (e2m1 values and one scale per block of the last axis).
+// CHECK-LABEL: func.func @quantize_mx_and_nvfp4
+//  CHECK-NEXT:   %q, %s = tile.quantize %x block 32 : !tile.tile<128x64xf32> -> !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>
+//  CHECK-NEXT:   %q16, %s16 = tile.quantize %h block 16 : !tile.tile<4x64xbf16> -> !tile.tile<4x64xf4E2M1FN>, !tile.tile<4x4xf8E4M3FN>
+// CHECK-GENERIC-LABEL: "func.func"() <{sym_name = "quantize_mx_and_nvfp4"
+//  CHECK-GENERIC:   %q, %s = "tile.quantize"(%x) <{block = 32 : i64}> : (!tile.tile<128x64xf32>) -> (!tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>)
+func.func @quantize_mx_and_nvfp4(%x: !tile.tile<128x64xf32>, %h: !tile.tile<4x64xbf16>) {
+  %q, %s = tile.quantize %x block 32 : !tile.tile<128x64xf32> -> !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>
+  %q16, %s16 = tile.quantize %h block 16 : !tile.tile<4x64xbf16> -> !tile.tile<4x64xf4E2M1FN>, !tile.tile<4x4xf8E4M3FN>
+  func.return
+}
+
+// -----
+
+/// tile.dequantize: e2m1 values times their block scales, to f32 or a narrower float.
+// CHECK-LABEL: func.func @dequantize
+//  CHECK-NEXT:   %x = tile.dequantize %q scale %s block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU> -> !tile.tile<128x64xf32>
+//  CHECK-NEXT:   %h = tile.dequantize %q scale %s block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU> -> !tile.tile<128x64xf16>
+// CHECK-GENERIC-LABEL: "func.func"() <{sym_name = "dequantize"
+//  CHECK-GENERIC:   %x = "tile.dequantize"(%q, %s) <{block = 32 : i64}> : (!tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>) -> !tile.tile<128x64xf32>
+func.func @dequantize(%q: !tile.tile<128x64xf4E2M1FN>, %s: !tile.tile<128x2xf8E8M0FNU>) {
+  %x = tile.dequantize %q scale %s block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU> -> !tile.tile<128x64xf32>
+  %h = tile.dequantize %q scale %s block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU> -> !tile.tile<128x64xf16>
+  func.return
+}
+
+// -----
+
+/// tile.scaled_matmul: MXFP4 (ue8m0 per 32) with and without acc; b_scale is [N, K/block].
+// CHECK-LABEL: func.func @scaled_matmul_mxfp4
+//  CHECK-NEXT:   %c = tile.scaled_matmul %a scale %sa, %b scale %sb block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>, !tile.tile<64x32xf4E2M1FN>, !tile.tile<32x2xf8E8M0FNU> -> !tile.tile<128x32xf32>
+//  CHECK-NEXT:   %d = tile.scaled_matmul %a scale %sa, %b scale %sb, %acc block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>, !tile.tile<64x32xf4E2M1FN>, !tile.tile<32x2xf8E8M0FNU> -> !tile.tile<128x32xf32>
+// CHECK-GENERIC-LABEL: "func.func"() <{sym_name = "scaled_matmul_mxfp4"
+//  CHECK-GENERIC:   %d = "tile.scaled_matmul"(%a, %sa, %b, %sb, %acc) <{block = 32 : i64}> : (!tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>, !tile.tile<64x32xf4E2M1FN>, !tile.tile<32x2xf8E8M0FNU>, !tile.tile<128x32xf32>) -> !tile.tile<128x32xf32>
+func.func @scaled_matmul_mxfp4(%a: !tile.tile<128x64xf4E2M1FN>, %sa: !tile.tile<128x2xf8E8M0FNU>, %b: !tile.tile<64x32xf4E2M1FN>, %sb: !tile.tile<32x2xf8E8M0FNU>, %acc: !tile.tile<128x32xf32>) {
+  %c = tile.scaled_matmul %a scale %sa, %b scale %sb block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>, !tile.tile<64x32xf4E2M1FN>, !tile.tile<32x2xf8E8M0FNU> -> !tile.tile<128x32xf32>
+  %d = tile.scaled_matmul %a scale %sa, %b scale %sb, %acc block 32 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x2xf8E8M0FNU>, !tile.tile<64x32xf4E2M1FN>, !tile.tile<32x2xf8E8M0FNU> -> !tile.tile<128x32xf32>
+  func.return
+}
+
+// -----
+
+/// tile.scaled_matmul: NVFP4 (e4m3 per 16).
+// CHECK-LABEL: func.func @scaled_matmul_nvfp4
+//  CHECK-NEXT:   %c = tile.scaled_matmul %a scale %sa, %b scale %sb block 16 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x4xf8E4M3FN>, !tile.tile<64x8xf4E2M1FN>, !tile.tile<8x4xf8E4M3FN> -> !tile.tile<128x8xf32>
+func.func @scaled_matmul_nvfp4(%a: !tile.tile<128x64xf4E2M1FN>, %sa: !tile.tile<128x4xf8E4M3FN>, %b: !tile.tile<64x8xf4E2M1FN>, %sb: !tile.tile<8x4xf8E4M3FN>) {
+  %c = tile.scaled_matmul %a scale %sa, %b scale %sb block 16 : !tile.tile<128x64xf4E2M1FN>, !tile.tile<128x4xf8E4M3FN>, !tile.tile<64x8xf4E2M1FN>, !tile.tile<8x4xf8E4M3FN> -> !tile.tile<128x8xf32>
+  func.return
+}
+
+// -----
+
+/// tile.load / tile.store of a packed fp4 tensor: the types are logical (element counts, not bytes).
+// CHECK-LABEL: func.func @fp4_load_store
+//  CHECK-NEXT:   %t = tile.load %X[%r, %c] : !tile.tensor<?x?xf4E2M1FN> -> !tile.tile<64x32xf4E2M1FN>
+//  CHECK-NEXT:   tile.store %X[%r, %c], %t : !tile.tensor<?x?xf4E2M1FN>, !tile.tile<64x32xf4E2M1FN>
+func.func @fp4_load_store(%X: !tile.tensor<?x?xf4E2M1FN>, %r: i32, %c: i32) {
+  %t = tile.load %X[%r, %c] : !tile.tensor<?x?xf4E2M1FN> -> !tile.tile<64x32xf4E2M1FN>
+  tile.store %X[%r, %c], %t : !tile.tensor<?x?xf4E2M1FN>, !tile.tile<64x32xf4E2M1FN>
+  func.return
+}
+
+// -----
+
 /// tile.reduce: default keepdims is implicit; argmax gives i32.
 // CHECK-LABEL: func.func @reduce_kinds
 //  CHECK-NEXT:   %s = tile.reduce "sum" %x {axis = 1 : i64} : !tile.tile<64x64xf32> -> !tile.tile<64xf32>

@@ -1,0 +1,579 @@
+"""The `tgpu` ops (dialects/tgpu.py) as sm_90a PTX: stage buffers, TMA on mbarriers, wgmma.
+
+Shared memory.  `tgpu.alloc_smem` / `tgpu.mbarrier_init` get offsets from a bump allocator
+over a 1024-byte-aligned base (`smem` rounded up at run time: TMA's 128-byte swizzle and
+the GMMA descriptors compute the XOR pattern from absolute address bits).  A buffer of
+`!tgpu.smem<RxCxT, swizzle = 128, stages = S>` holds stage s at `s * R*C*sizeof(T)`; a stage
+is C*sizeof(T)/128 panels of R rows x 128 B (64 f16 columns), panel p at `p * R * 128`.
+The buffers live from their allocation to the end of the pipelined loop; ops that use the
+scratch area at `smem + 0` run before `tgpu.mbarrier_init` (which syncs all threads) or
+after the loop's final `wgmma_wait` (their own leading bar.sync orders them).
+
+TMA.  Each `tgpu.tma_load` of a tensor argument uses a tensor map passed as a kernel
+parameter `.param .align 64 .b8 pI_tmaJ[128]` (`KernelParam` kind "tensormap", role
+`("tma", arg, box, swizzle, dtype)`, box innermost first); the launch builds it with
+`make_tma_descriptor` (tilec/runtime/launch.py), the simulator with
+`SimTensorMap.from_cuda_args` (backends/sim/launch.py).  One copy per panel:
+
+    cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes
+        [buf + s*stage + p*panel], [tmap, {c + 64p, r}], [bar + 8s]
+
+wgmma.  Warpgroup w = tid / 128 issues, per K16 step j, `wgmma.mma_async.m64nNk16` with
+A = rows 64w.. of the A stage (K-major SW128: LBO 16 B, SBO 1024 B, +32 B per step in a
+panel) and B = the whole B stage (MN-major SW128, transpose-b = 1: LBO = the panel stride
+R*128 B along N, SBO = 1024 B = 8 K rows, +2048 B per step).  The accumulator registers
+are updated in place (`!tgpu.acc` values; `Fragment` layout).
+
+The epilogue `tgpu.store_fragment` writes each thread's fragment pairs straight to global
+memory: `st.global.v2.f32` / packed `cvt.rn.{f16,bf16}x2.f32` + `st.global.b32` when the
+whole tile is in bounds and aligned (one uniform test), else per-element predicated stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tilec import dtypes as dt
+from tilec.dialects import tgpu as G
+
+from . import numerics as N
+from .descriptors import Sm90SmemDescriptor, Sm90Swizzle
+from .emitter import KernelEmitter, KernelParam, Val, lowers
+from .layout import Blocked
+
+ALIGN = 1024
+#: MN-major SW128 B operand: LBO holds the stride between 64-column panels along N and SBO
+#: the stride between 8-row groups along K (CUTLASS make_gmma_desc<Major::MN>).
+MN_LBO_IS_PANEL_STRIDE = True
+_TYPES = {dt.float16: "f16", dt.bfloat16: "bf16"}
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """The register layout of a `!tgpu.acc<MxN>`: warpgroup w holds rows 64w..64w+63; thread t
+    holds N/2 f32 registers, register 4i + q at row 16*(t/32) + (t%32)/4 + 8*(q/2) and column
+    8i + 2*(t%4) + q%2."""
+
+    shape: tuple[int, int]
+    num_threads: int
+
+    @property
+    def num_slots(self) -> int:
+        return self.shape[1] // 2
+
+
+@dataclass
+class SmemRef:
+    """A lowered `tgpu.alloc_smem`: offset from the aligned base, and its type."""
+
+    offset: int
+    type: G.SmemType
+
+
+@dataclass
+class BarrierRef:
+    offset: int
+    count: int
+
+
+@dataclass
+class _State:
+    top: int = 0
+    offsets: dict = field(default_factory=dict)     # defining op -> offset (idempotent under trial emission)
+    barriers_at: int | None = None                  # lowest mbarrier offset (the buffers lie below it)
+
+
+def _state(em: KernelEmitter) -> _State:
+    st = getattr(em, "_tgpu", None)
+    if st is None:
+        st = em._tgpu = _State()
+    return st
+
+
+def _allocate(em: KernelEmitter, op, nbytes: int, align: int) -> int:
+    st = _state(em)
+    if op not in st.offsets:
+        off = -(-st.top // align) * align
+        st.offsets[op] = off
+        st.top = off + nbytes
+        em.reserve_smem(st.top + ALIGN)
+    return st.offsets[op]
+
+
+def aligned_base(em: KernelEmitter) -> str:
+    """`smem` rounded up to 1024 bytes (the swizzle patterns are absolute-address based)."""
+    def make():
+        r = em.new("r")
+        em.ins(f"add.u32 {r}, {em.smem_base}, {ALIGN - 1}")
+        em.ins(f"and.b32 {r}, {r}, {-ALIGN & 0xFFFFFFFF}")
+        return r
+    return em.memo("tgpu_base", make)
+
+
+def _tid_pred(em: KernelEmitter, mask: int, key: str) -> str:
+    """Predicate `(tid & mask) == 0` (thread 0 of the CTA, or of each warpgroup)."""
+    def make():
+        p = em.new("p")
+        if mask == 0xFFFFFFFF:
+            em.ins(f"setp.eq.u32 {p}, {em.tid}, 0")
+        else:
+            r = em.new("r")
+            em.ins(f"and.b32 {r}, {em.tid}, {mask}")
+            em.ins(f"setp.eq.u32 {p}, {r}, 0")
+        return p
+    return em.memo(key, make)
+
+
+def _scalar(em: KernelEmitter, v) -> str:
+    return em.get(v).regs[0]
+
+
+def _stage_addr(em: KernelEmitter, offset: int, stage: str, stride: int) -> str:
+    """`aligned base + offset + stage * stride` (u32 shared address)."""
+    r = em.new("r")
+    em.ins(f"mad.lo.u32 {r}, {stage}, {stride}, {aligned_base(em)}")
+    if offset:
+        em.ins(f"add.u32 {r}, {r}, {offset}")
+    return r
+
+
+def _bar_addr(em: KernelEmitter, op) -> str:
+    bars: BarrierRef = em.get_any(op.barriers)
+    return _stage_addr(em, bars.offset, _scalar(em, op.stage), 8)
+
+
+# ---------------------------------------------------------------------------- memory and barriers
+
+
+@lowers(G.AllocSmemOp)
+def lower_alloc_smem(em: KernelEmitter, op: G.AllocSmemOp) -> None:
+    em.require_sm(90, "tgpu.alloc_smem")
+    t = op.result.type
+    em.set(op.result, SmemRef(_allocate(em, op, t.stage_bytes * t.stages.data, ALIGN), t))
+
+
+@lowers(G.MBarrierInitOp)
+def lower_mbarrier_init(em: KernelEmitter, op: G.MBarrierInitOp) -> None:
+    em.require_sm(90, "tgpu.mbarrier_init")
+    n = op.result.type.count.data
+    off = _allocate(em, op, 8 * n, 8)
+    st = _state(em)
+    st.barriers_at = off if st.barriers_at is None else min(st.barriers_at, off)
+    em.set(op.result, BarrierRef(off, n))
+    lead = _tid_pred(em, 0xFFFFFFFF, "tgpu_lead")
+    base = aligned_base(em)
+    em.ins("fence.proxy.async.shared::cta")      # earlier generic smem writes before TMA overwrites them
+    for i in range(n):
+        em.ins(f"@{lead} mbarrier.init.shared::cta.b64 [{base}+{off + 8 * i}], {op.arrivals.value.data}")
+    em.ins(f"@{lead} fence.mbarrier_init.release.cluster")
+    em.bar()
+
+
+@lowers(G.StageOp)
+def lower_stage(em: KernelEmitter, op: G.StageOp) -> None:
+    S = op.stages.value.data
+    t = em.new("r")
+    em.ins(f"sub.u32 {t}, {_scalar(em, op.iv)}, {_scalar(em, op.lb)}")
+    s, q, ph = em.new("r"), em.new("r"), em.new("r")
+    if S & (S - 1) == 0:
+        em.ins(f"and.b32 {s}, {t}, {S - 1}")
+        em.ins(f"shr.u32 {q}, {t}, {S.bit_length() - 1}")
+    else:
+        em.ins(f"rem.u32 {s}, {t}, {S}")
+        em.ins(f"div.u32 {q}, {t}, {S}")
+    em.ins(f"and.b32 {ph}, {q}, 1")
+    em.set(op.stage, Val(dt.int32, None, [s]))
+    em.set(op.phase, Val(dt.int32, None, [ph]))
+
+
+@lowers(G.ElectOp)
+def lower_elect(em: KernelEmitter, op: G.ElectOp) -> None:
+    lead = _tid_pred(em, 0xFFFFFFFF, "tgpu_lead")
+    skip = em.label("elect_end")
+    em.ins(f"@!{lead} bra {skip}")
+    em.push_scope()
+    em.emit_block(op.body.block)
+    em.pop_scope()
+    em.place(skip)
+
+
+@lowers(G.ArriveExpectTxOp)
+def lower_arrive_expect_tx(em: KernelEmitter, op: G.ArriveExpectTxOp) -> None:
+    em.ins(f"mbarrier.arrive.expect_tx.shared::cta.b64 _, [{_bar_addr(em, op)}], {op.bytes.value.data}")
+
+
+@lowers(G.MBarrierWaitOp)
+def lower_mbarrier_wait(em: KernelEmitter, op: G.MBarrierWaitOp) -> None:
+    addr, phase = _bar_addr(em, op), _scalar(em, op.phase)
+    p, again = em.new("p"), em.label("mbar_wait")
+    em.place(again)
+    em.ins(f"mbarrier.try_wait.parity.shared::cta.b64 {p}, [{addr}], {phase}")
+    em.ins(f"@!{p} bra {again}")
+
+
+@lowers(G.MBarrierArriveOp)
+def lower_mbarrier_arrive(em: KernelEmitter, op: G.MBarrierArriveOp) -> None:
+    pred = _tid_pred(em, 127, "tgpu_wg_lead")
+    if op.pred is not None:
+        both = em.new("p")
+        em.ins(f"and.pred {both}, {pred}, {_scalar(em, op.pred)}")
+        pred = both
+    em.ins(f"@{pred} mbarrier.arrive.shared::cta.b64 _, [{_bar_addr(em, op)}]")
+
+
+def _tensormap(em: KernelEmitter, tensor, box: tuple[int, int], swizzle: int) -> str:
+    """The generic address of the tensor map of kernel argument `tensor` with `box` (innermost
+    first) and `swizzle`: a kernel parameter, declared on first use."""
+    arg = tensor.index
+    d = dt.from_ir(tensor.type.element_type)
+    role = ("tma", arg, box, swizzle, d.name)
+    name = next((p.name for p in em.params if p.role == role), None)
+    if name is None:
+        name = f"p{arg}_tma{sum(1 for p in em.params if p.kind == 'tensormap' and p.role[1] == arg)}"
+        em.params.append(KernelParam(name, "tensormap", role))
+
+    def make():
+        r = em.new("rd")
+        em.ins(f"mov.u64 {r}, {name}")
+        em.ins(f"cvta.param.u64 {r}, {r}")
+        return r
+    return em.memo(("tmap", name), make)
+
+
+@lowers(G.TmaLoadOp)
+def lower_tma_load(em: KernelEmitter, op: G.TmaLoadOp) -> None:
+    em.require_sm(90, "tgpu.tma_load")
+    buf: SmemRef = em.get_any(op.buffer)
+    t = buf.type
+    tmap = _tensormap(em, op.tensor, (t.panel_cols, t.get_shape()[0]), t.swizzle.data)
+    row, col = (_scalar(em, o) for o in op.offsets)
+    stage = _scalar(em, op.stage)
+    dst = _stage_addr(em, buf.offset, stage, t.stage_bytes)
+    bar = _bar_addr(em, op)
+    for p in range(t.get_shape()[1] // t.panel_cols):
+        x = col
+        if p:
+            x = em.new("r")
+            em.ins(f"add.s32 {x}, {col}, {p * t.panel_cols}")
+        em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+               f"[{dst}+{p * t.panel_bytes}], [{tmap}, {{{x}, {row}}}], [{bar}]")
+
+
+@lowers(G.CopyOp)
+def lower_copy(em: KernelEmitter, op: G.CopyOp) -> None:
+    raise em.unsupported("tgpu.copy", dt.from_ir(op.buffer.type.element_type),
+                         "synchronous global->shared copies are lowered as TMA on mbarriers: run tile-async-copy")
+
+
+# ---------------------------------------------------------------------------- accumulators
+
+
+def _frag_coords(em: KernelEmitter) -> tuple[str, str]:
+    """(row, column) of this thread's register 0 in a fragment: 16*(tid/32) + lane/4, 2*(lane%4)."""
+    def make():
+        row, col, t = em.new("r"), em.new("r"), em.new("r")
+        em.ins(f"shr.u32 {row}, {em.tid}, 5")
+        em.ins(f"shl.b32 {row}, {row}, 4")
+        em.ins(f"bfe.u32 {t}, {em.tid}, 2, 3")
+        em.ins(f"add.u32 {row}, {row}, {t}")
+        em.ins(f"and.b32 {col}, {em.tid}, 3")
+        em.ins(f"shl.b32 {col}, {col}, 1")
+        return row, col
+    return em.memo("tgpu_frag", make)
+
+
+def _frag_smem(em: KernelEmitter, n: int) -> str:
+    """smem address of this thread's fragment register 0 in a row-major f32 [M, n] tile at smem + 0."""
+    row, col = _frag_coords(em)
+    r = em.new("r")
+    em.ins(f"mad.lo.u32 {r}, {row}, {n}, {col}")
+    em.ins(f"mad.lo.u32 {r}, {r}, 4, {em.smem_base}")
+    return r
+
+
+@lowers(G.ToFragmentOp)
+def lower_to_fragment(em: KernelEmitter, op: G.ToFragmentOp) -> None:
+    m, n = op.result.type.get_shape()
+    lay = Fragment((m, n), em.num_threads)
+    src = em.get(op.source)
+    if src.uniform:
+        em.set(op.result, Val(dt.float32, lay, [src.regs[0]] * lay.num_slots))
+        return
+    from .exchange import store_tile
+
+    em.reserve_smem(m * n * 4)
+    em.bar()
+    store_tile(em, src, 0)
+    em.bar()
+    base = _frag_smem(em, n)
+    regs = [em.new("f") for _ in range(lay.num_slots)]
+    for i in range(n // 8):
+        for h in (0, 1):
+            em.ins(f"ld.shared.v2.f32 {{{regs[4 * i + 2 * h]}, {regs[4 * i + 2 * h + 1]}}}, "
+                   f"[{base}+{(8 * h * n + 8 * i) * 4}]")
+    em.set(op.result, Val(dt.float32, lay, regs))
+
+
+@lowers(G.FromFragmentOp)
+def lower_from_fragment(em: KernelEmitter, op: G.FromFragmentOp) -> None:
+    from .exchange import thread_base
+
+    m, n = op.source.type.get_shape()
+    frag = em.get_any(op.source)
+    em.reserve_smem(m * n * 4)
+    em.bar()
+    base = _frag_smem(em, n)
+    for i in range(n // 8):
+        for h in (0, 1):
+            em.ins(f"st.shared.v2.f32 [{base}+{(8 * h * n + 8 * i) * 4}], "
+                   f"{{{frag.regs[4 * i + 2 * h]}, {frag.regs[4 * i + 2 * h + 1]}}}")
+    em.bar()
+    layout = Blocked((m, n), em.num_threads)
+    tb = em.as_reg(thread_base(em, layout, 4, 0))
+    regs = []
+    for s in range(layout.num_slots):
+        r = em.new("f")
+        pred = em.slot_pred(layout, s)
+        if layout.slot_never_valid(s):
+            em.ins(f"mov.f32 {r}, {N.ZERO}")
+        else:
+            if pred:
+                em.ins(f"mov.f32 {r}, {N.ZERO}")
+            em.ins(f"{'@' + pred + ' ' if pred else ''}ld.shared.f32 {r}, [{tb}+{layout.slot_const(s) * 4}]")
+        regs.append(r)
+    em.set(op.result, Val(dt.float32, layout, regs))
+
+
+# ---------------------------------------------------------------------------- wgmma
+
+
+@lowers(G.WgmmaFenceOp)
+def lower_wgmma_fence(em: KernelEmitter, op) -> None:
+    em.require_sm(90, "tgpu.wgmma_fence")
+    em.ins("wgmma.fence.sync.aligned")
+
+
+@lowers(G.WgmmaCommitOp)
+def lower_wgmma_commit(em: KernelEmitter, op) -> None:
+    em.ins("wgmma.commit_group.sync.aligned")
+
+
+@lowers(G.WgmmaWaitOp)
+def lower_wgmma_wait(em: KernelEmitter, op: G.WgmmaWaitOp) -> None:
+    em.ins(f"wgmma.wait_group.sync.aligned {op.pending.value.data}")
+
+
+def _desc(em: KernelEmitter, addr: str, const: int) -> str:
+    """The 64-bit GMMA descriptor `const | (addr >> 4)`."""
+    r = em.new("rd")
+    em.ins(f"cvt.u64.u32 {r}, {addr}")
+    em.ins(f"shr.u64 {r}, {r}, 4")
+    em.ins(f"or.b64 {r}, {r}, {const:#x}")
+    return r
+
+
+def b_descriptor_fields(k_rows: int) -> tuple[int, int]:
+    """(LBO, SBO) in bytes of an MN-major SW128 B stage with `k_rows` rows per panel."""
+    panel, group = k_rows * 128, 1024
+    return (panel, group) if MN_LBO_IS_PANEL_STRIDE else (group, panel)
+
+
+@lowers(G.WgmmaOp)
+def lower_wgmma(em: KernelEmitter, op: G.WgmmaOp) -> None:
+    if em.target != "sm_90a":
+        raise em.unsupported("tgpu.wgmma", dt.from_ir(op.a.type.element_type), "wgmma needs sm_90a")
+    a: SmemRef = em.get_any(op.a)
+    b: SmemRef = em.get_any(op.b)
+    acc: Val = em.get_any(op.acc)
+    (m, k), (_, n) = a.type.get_shape(), b.type.get_shape()
+    if em.num_threads != 2 * m:
+        raise em.unsupported("tgpu.wgmma", None, f"a {m}-row accumulator needs {m // 16} warps "
+                                                 f"(one warpgroup per 64 rows), the kernel has {em.num_threads // 32}")
+    regs = list(acc.regs)
+    if len(set(regs)) != len(regs) or sum(1 for _ in op.acc.uses) != 1:  # update a private copy in place
+        fresh = [em.new("f") for _ in regs]
+        for d_, s_ in zip(fresh, regs):
+            em.ins(f"mov.f32 {d_}, {s_}")
+        regs = fresh
+    ty = _TYPES[dt.from_ir(a.type.element_type)]
+    wg = em.memo("tgpu_wg", lambda: em._op2("shr.u32", em.tid, 7))
+    a_stage = _stage_addr(em, a.offset, _scalar(em, op.a_stage), a.type.stage_bytes)
+    a_rows = em.new("r")
+    em.ins(f"mad.lo.u32 {a_rows}, {wg}, {64 * 128}, {a_stage}")          # this warpgroup's 64 rows
+    a_desc = _desc(em, a_rows, Sm90SmemDescriptor.for_smem(0, lbo=16, sbo=1024, layout=Sm90Swizzle.SW128).encode())
+    lbo, sbo = b_descriptor_fields(k)
+    b_stage = _stage_addr(em, b.offset, _scalar(em, op.b_stage), b.type.stage_bytes)
+    b_desc = _desc(em, b_stage, Sm90SmemDescriptor.for_smem(0, lbo=lbo, sbo=sbo, layout=Sm90Swizzle.SW128).encode())
+    scale_d = em.memo("tgpu_true", lambda: _true(em))
+    frag = "{" + ", ".join(regs) + "}"
+    for j in range(k // 16):
+        ad, bd = a_desc, b_desc
+        a_off = ((j // 4) * a.type.panel_bytes + (j % 4) * 32) >> 4
+        b_off = (j * 16 * 128) >> 4
+        if a_off:
+            ad = em.new("rd")
+            em.ins(f"add.s64 {ad}, {a_desc}, {a_off}")
+        if b_off:
+            bd = em.new("rd")
+            em.ins(f"add.s64 {bd}, {b_desc}, {b_off}")
+        em.ins(f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} {frag}, {ad}, {bd}, {scale_d}, 1, 1, 0, 1")
+    em.set(op.result, Val(dt.float32, acc.layout, regs))
+
+
+def _true(em: KernelEmitter) -> str:
+    p = em.new("p")
+    em.ins(f"setp.eq.u32 {p}, 0, 0")
+    return p
+
+
+# ---------------------------------------------------------------------------- epilogue
+
+
+#: epilogue through shared memory and TMA stores (else straight from the registers)
+TMA_STORE = True
+
+
+@lowers(G.StoreFragmentOp)
+def lower_store_fragment(em: KernelEmitter, op: G.StoreFragmentOp) -> None:
+    from tilec.passes.ir_queries import is_div16
+
+    if TMA_STORE and is_div16(op.tensor) and em.sm >= 90:
+        return _store_fragment_tma(em, op)
+    info = em.tensors[op.tensor]
+    d = info.dtype
+    eb = 4 if d is dt.float32 else 2
+    frag: Val = em.get_any(op.value)
+    m, n = op.value.type.get_shape()
+    M, Nd = (em.as_reg(x) for x in info.dims)
+    r0, c0 = (_scalar(em, o) for o in op.offsets)
+    row0, col0 = _frag_coords(em)
+    row, col = em.new("r"), em.new("r")
+    em.ins(f"add.u32 {row}, {r0}, {row0}")
+    em.ins(f"add.u32 {col}, {c0}, {col0}")
+    lin, addr, addr8 = em.new("rd"), em.new("rd"), em.new("rd")
+    em.ins(f"mul.wide.u32 {lin}, {row}, {Nd}")
+    wcol = em.new("rd")
+    em.ins(f"cvt.u64.u32 {wcol}, {col}")
+    em.ins(f"add.s64 {lin}, {lin}, {wcol}")
+    em.ins(f"mad.lo.u64 {addr}, {lin}, {eb}, {info.ptr}")
+    em.ins(f"mul.wide.u32 {addr8}, {Nd}, {8 * eb}")
+    em.ins(f"add.s64 {addr8}, {addr8}, {addr}")
+    partial, done = em.label("frag_partial"), em.label("frag_done")
+    if is_div16(op.tensor):   # 16-byte aligned rows: whole in-bounds tiles use vector stores
+        t, p = em.new("r"), em.new("p")
+        em.ins(f"add.u32 {t}, {r0}, {m}")
+        em.ins(f"setp.gt.u32 {p}, {t}, {M}")
+        em.ins(f"@{p} bra {partial}")
+        em.ins(f"add.u32 {t}, {c0}, {n}")
+        em.ins(f"setp.gt.u32 {p}, {t}, {Nd}")
+        em.ins(f"@{p} bra {partial}")
+        em.ins(f"and.b32 {t}, {c0}, 1")
+        em.ins(f"setp.ne.u32 {p}, {t}, 0")
+        em.ins(f"@{p} bra {partial}")
+        for i in range(n // 8):
+            for h, base in ((0, addr), (1, addr8)):
+                lo, hi = frag.regs[4 * i + 2 * h], frag.regs[4 * i + 2 * h + 1]
+                if d is dt.float32:
+                    em.ins(f"st.global.v2.f32 [{base}+{32 * i}], {{{lo}, {hi}}}")
+                else:
+                    packed = em.new("r")
+                    em.ins(f"cvt.rn.{_TYPES[d]}x2.f32 {packed}, {hi}, {lo}")
+                    em.ins(f"st.global.b32 [{base}+{16 * i}], {packed}")
+        em.ins(f"bra.uni {done}")
+    em.place(partial)
+    prow = []
+    for h in (0, 1):
+        r, p = em.new("r"), em.new("p")
+        em.ins(f"add.u32 {r}, {row}, {8 * h}")
+        em.ins(f"setp.lt.u32 {p}, {r}, {M}")
+        prow.append(p)
+    for i in range(n // 8):
+        for q in (0, 1):
+            c, pc = em.new("r"), em.new("p")
+            em.ins(f"add.u32 {c}, {col}, {8 * i + q}")
+            em.ins(f"setp.lt.u32 {pc}, {c}, {Nd}")
+            for h, base in ((0, addr), (1, addr8)):
+                p = em.new("p")
+                em.ins(f"and.pred {p}, {pc}, {prow[h]}")
+                x = frag.regs[4 * i + 2 * h + q]
+                off = (8 * i + q) * eb
+                if d is dt.float32:
+                    em.ins(f"@{p} st.global.f32 [{base}+{off}], {x}")
+                else:
+                    hreg = em.new("h")
+                    em.ins(f"cvt.rn.{_TYPES[d]}.f32 {hreg}, {x}")
+                    em.ins(f"@{p} st.global.b16 [{base}+{off}], {hreg}")
+    em.place(done)
+
+
+def _store_fragment_tma(em: KernelEmitter, op: G.StoreFragmentOp) -> None:
+    """The epilogue through shared memory: every thread writes its fragment pairs, rounded to
+    C's dtype, into a 128B-swizzled staging tile (panels of 128-byte rows, as TMA reads them;
+    a warp's 8 rows land in 8 different 16-byte chunks, so no bank conflicts), then thread 0
+    stores each panel with one TMA copy.  TMA writes only the in-bounds part of each box."""
+    info = em.tensors[op.tensor]
+    d = info.dtype
+    eb = 4 if d is dt.float32 else 2
+    frag: Val = em.get_any(op.value)
+    m, n = op.value.type.get_shape()
+    W = 128 // eb                                   # columns per 128-byte panel
+    st = _state(em)
+    tile = m * n * eb
+    off = 0 if st.barriers_at is None or tile <= st.barriers_at else -(-st.top // ALIGN) * ALIGN
+    em.reserve_smem(off + tile + ALIGN)
+    em.bar()                                        # every warpgroup is past its last wgmma_wait
+    row0, col0 = _frag_coords(em)
+    x = em.new("r")
+    em.ins(f"bfe.u32 {x}, {em.tid}, 2, 3")          # row % 8: the chunk XOR of this thread's rows
+    rowbase = em.new("r")
+    em.ins(f"mad.lo.u32 {rowbase}, {row0}, 128, {aligned_base(em)}")
+    nchunk = 8 if eb == 2 else 4
+    half = None
+    if eb == 4:                                     # f32: 8 columns are 2 chunks; lanes 2, 3 take the second
+        half = em.new("r")
+        em.ins(f"bfe.u32 {half}, {em.tid}, 1, 1")
+    lane_byte = em.new("r")
+    em.ins(f"and.b32 {lane_byte}, {em.tid}, {1 if eb == 4 else 3}")
+    em.ins(f"shl.b32 {lane_byte}, {lane_byte}, {3 if eb == 4 else 2}")
+    addrs = []
+    for c in range(nchunk):
+        ch, a = em.new("r"), em.new("r")
+        if half is None:
+            em.ins(f"xor.b32 {ch}, {x}, {c}")
+        else:
+            em.ins(f"add.u32 {ch}, {half}, {2 * c}")
+            em.ins(f"xor.b32 {ch}, {ch}, {x}")
+        em.ins(f"shl.b32 {ch}, {ch}, 4")
+        em.ins(f"add.u32 {a}, {rowbase}, {ch}")
+        em.ins(f"add.u32 {a}, {a}, {lane_byte}")
+        addrs.append(a)
+    for i in range(n // 8):
+        p, c = divmod(i, nchunk)
+        for h in (0, 1):
+            lo, hi = frag.regs[4 * i + 2 * h], frag.regs[4 * i + 2 * h + 1]
+            imm = off + p * m * 128 + h * 8 * 128
+            if eb == 4:
+                em.ins(f"st.shared.v2.f32 [{addrs[c]}+{imm}], {{{lo}, {hi}}}")
+            else:
+                packed = em.new("r")
+                em.ins(f"cvt.rn.{_TYPES[d]}x2.f32 {packed}, {hi}, {lo}")
+                em.ins(f"st.shared.b32 [{addrs[c]}+{imm}], {packed}")
+    em.ins("fence.proxy.async.shared::cta")         # generic smem writes -> the TMA engine reads them
+    em.bar()
+    lead = _tid_pred(em, 0xFFFFFFFF, "tgpu_lead")
+    skip = em.label("tma_store_end")
+    em.ins(f"@!{lead} bra {skip}")
+    em.push_scope()
+    tmap = _tensormap(em, op.tensor, (W, m), 128)
+    r0, c0 = (_scalar(em, o) for o in op.offsets)
+    for p in range(n // W):
+        xcol = c0
+        if p:
+            xcol = em.new("r")
+            em.ins(f"add.s32 {xcol}, {c0}, {p * W}")
+        em.ins(f"cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [{tmap}, {{{xcol}, {r0}}}], "
+               f"[{aligned_base(em)}+{off + p * m * 128}]")
+    em.ins("cp.async.bulk.commit_group")
+    em.ins("cp.async.bulk.wait_group.read 0")        # the staging tile may be reused after this
+    em.pop_scope()
+    em.place(skip)

@@ -1,0 +1,166 @@
+"""Shapes and shared-memory layouts of sm_100a `tcgen05.mma` matmuls (`lower_tcgen05.py`).
+
+Pure Python (no emission): which matmuls fit (`geometry`), how many TMEM columns their
+accumulator takes, and where each operand element sits in shared memory.
+
+Operands are staged K-major without swizzle, the PTX ISA canonical layout
+`((8,m),(T,2k)):((1T,SBO),(1,LBO))` in 16-byte units (T = 16 / element bytes): 8-row x
+16-byte core matrices, byte (r, kb) of an operand with `rows` rows (M for A, N for B^T) at
+
+    (r / 8) * SBO + (kb / 16) * LBO + (r % 8) * 16 + kb % 16,   LBO = 128 B, SBO = K * esize / 16 * 128 B
+
+so one MMA (32 bytes of K: 16 f16 or 8 tf32) reads two core-matrix columns and the next K
+step starts 2 * LBO = 256 bytes further (descriptor + 16).  `Operand.descriptor()` is the
+matching `Sm100SmemDescriptor` (start address 0, or-ed with the run-time address >> 4).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from tilec import dtypes as dt
+from tilec.dialects import tile as T
+
+from .descriptors import Sm100InstrDescriptor, Sm100SmemDescriptor
+from .emitter import dtype_of
+
+#: operand dtype -> (tcgen05 kind, PTX A/B type, element bytes, K per MMA)
+KINDS = {dt.float16: ("f16", "f16", 2, 16), dt.bfloat16: ("f16", "bf16", 2, 16),
+         dt.float32: ("tf32", "tf32", 4, 8)}
+TMEM_COLS = 512
+SMEM_LIMIT = 227 * 1024 - 64      # sm_100 opt-in maximum per CTA, minus the static variables
+LBO = 128                         # K-adjacent core matrices are contiguous
+
+
+def enabled() -> bool:
+    """`TILEC_PTX_TCGEN05=0` (or `TILEC_PTX_MMA=0`) turns the lowering off."""
+    return os.environ.get("TILEC_PTX_TCGEN05", "1") != "0" and os.environ.get("TILEC_PTX_MMA", "1") != "0"
+
+
+def split_tf32() -> bool:
+    """f32 matmuls as 3xTF32 (default) or, with `TILEC_PTX_TF32=1`, one kind::tf32 product."""
+    return os.environ.get("TILEC_PTX_TF32", "0") != "1"
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A K-major operand tile of `rows` x `K` elements of `esize` bytes at smem + `offset`,
+    no swizzle (see the module docstring)."""
+
+    rows: int
+    K: int
+    esize: int
+    offset: int
+
+    @property
+    def chunk(self) -> int:
+        """Elements per 16-byte core-matrix row."""
+        return 16 // self.esize
+
+    @property
+    def sbo(self) -> int:
+        return self.K * self.esize // 16 * LBO
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows // 8 * self.sbo
+
+    def byte_offset(self, r: int, k: int) -> int:
+        return (r // 8) * self.sbo + (k // self.chunk) * LBO + (r % 8) * 16 + (k % self.chunk) * self.esize
+
+    def descriptor(self) -> Sm100SmemDescriptor:
+        """The descriptor with start address 0 (the run-time address is or-ed in)."""
+        return Sm100SmemDescriptor.for_smem(0, lbo=LBO, sbo=self.sbo)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What one tcgen05 matmul needs: shapes, kind, TMEM columns, shared-memory layout."""
+
+    M: int
+    N: int
+    K: int
+    dtype: dt.DType
+    split: bool               # 3xTF32
+
+    @property
+    def kind(self) -> str:
+        return KINDS[self.dtype][0]
+
+    @property
+    def ab(self) -> str:
+        return KINDS[self.dtype][1]
+
+    @property
+    def esize(self) -> int:
+        return KINDS[self.dtype][2]
+
+    @property
+    def kstep(self) -> int:
+        return KINDS[self.dtype][3]
+
+    @property
+    def m_blocks(self) -> int:
+        return -(-self.M // 128)
+
+    @property
+    def cols(self) -> int:
+        return self.m_blocks * self.N
+
+    @property
+    def n_chunks(self) -> list[tuple[int, int]]:
+        """(n0, size) MMA N extents: at most 256 each, multiples of 8."""
+        out, n0 = [], 0
+        while n0 < self.N:
+            out.append((n0, min(256, self.N - n0)))
+            n0 += 256
+        return out
+
+    def operands(self) -> tuple[list[Operand], list[Operand], int]:
+        """(A parts, B parts, first free byte): [hi] or [hi, lo] for 3xTF32."""
+        parts = 2 if self.split else 1
+        off, a, b = 0, [], []
+        for _ in range(parts):
+            a.append(Operand(self.m_blocks * 128, self.K, self.esize, off))
+            off = _align(off + a[-1].nbytes, 128)
+        for _ in range(parts):
+            b.append(Operand(self.N, self.K, self.esize, off))
+            off = _align(off + b[-1].nbytes, 128)
+        return a, b, off
+
+    def c_stride(self, num_threads: int) -> int:
+        """Row stride (floats) of the f32 accumulator staged in smem: padded by 4 floats (so
+        the per-row v4 stores of 8 consecutive rows hit distinct banks) when the blocked
+        layout's rows stay aligned with the padding (see `_split_coords`)."""
+        return self.N + 4 if (num_threads * 4) % self.N == 0 else self.N
+
+    def smem_bytes(self, num_threads: int, with_acc: bool) -> int:
+        _, _, off = self.operands()
+        c = self.M * self.c_stride(num_threads) * 4
+        return max(off + (c if with_acc else 0), c)
+
+    def idesc(self, n: int) -> Sm100InstrDescriptor:
+        return Sm100InstrDescriptor.for_mma(self.kind, self.ab, self.ab, "f32", M=128, N=n)
+
+
+def _align(x: int, a: int) -> int:
+    return (x + a - 1) // a * a
+
+
+def geometry(op: T.MatmulOp, num_warps: int) -> Geometry | None:
+    """The tcgen05 geometry of `op`, or None when this lowering cannot take it."""
+    at, bt, rt = op.lhs.type, op.rhs.type, op.result.type
+    a_shape, b_shape = tuple(at.get_shape()), tuple(bt.get_shape())
+    if len(a_shape) != 2 or len(b_shape) != 2 or num_warps % 4:
+        return None
+    d = dtype_of(at)
+    if d not in KINDS or dtype_of(bt) is not d or dtype_of(rt) is not dt.float32:
+        return None
+    (M, K), (_, N) = a_shape, b_shape
+    g = Geometry(M, N, K, d, d is dt.float32 and split_tf32())
+    if M % 64 or N % 8 or K % g.kstep or g.cols > TMEM_COLS:
+        return None
+    if g.smem_bytes(num_warps * 32, True) > SMEM_LIMIT:
+        return None
+    return g

@@ -1,0 +1,387 @@
+"""K loops of tcgen05 matmuls fed by TMA: a warp-specialised, multi-stage pipeline.
+
+For the canonical K loop whose body is only scalar index math, two `tile.load`s and the
+matmul accumulating into the loop-carried tile (resident in TMEM, `lower_tcgen05.py`):
+
+    %r = scf.for %k = %lb to %ub step %s iter_args(%acc = %init) {
+      %a = tile.load %A[...] : [BM, BK] f16/bf16      (2-D tensor argument, 16-byte aligned rows,
+      %b = tile.load %B[...] : [BK, BN]               zero padding)
+      %d = tile.matmul %a, %b, %acc
+      scf.yield %d
+    }
+
+the loads never reach registers: TMA copies the tiles into `stages` shared-memory buffers
+(one mbarrier `full[s]` and one `empty[s]` per stage) and the warps take roles (warp-uniform loops, one elected lane issuing, as CUTLASS does:
+it keeps the loops on the uniform datapath; single-thread loops cost ~80 registers in ptxas):
+
+    all threads     accumulator -> TMEM (zeros, or the initial tile); bar.sync
+    warp 0          producer: per iteration i (stage s = c % S, c counts every iteration the
+                    kernel ran, phase = c / S & 1): wait empty[s] (parity phase ^ 1); one
+                    elected lane: mbarrier.arrive.expect_tx full[s]; TMA A and B panels -> stage s
+    warp 1          MMA issuer: wait full[s] (parity phase); one elected lane: tcgen05.mma per
+                    128-row block, N chunk and K16 step; tcgen05.commit -> empty[s] (frees the
+                    stage when the MMAs are done).  After the loop: commit -> the accumulator
+                    mbarrier
+    all threads     wait for the accumulator mbarrier; tcgen05.ld -> the loop result
+
+Layouts (what TMA writes with a `span`-byte swizzle, span = min(128, inner extent bytes),
+in panels of span bytes per row; what the descriptors describe):
+
+    A [BM, BK]  K-major:   panel p (k in [p*span/2, ..)) at p * 128*span, row r at r*span;
+                           desc SBO = 8 rows * span, K16 step +32 B inside a panel
+    B [BK, BN]  MN-major:  panel q (n in [q*span/2, ..)) at q * BK*span, k-row r at r*span;
+                           desc LBO = BK*span (panel stride), SBO = 8*span, K16 step +16*span B
+
+A is given 128 rows per stage even when BM = 64 (the MMA reads 128 rows; rows BM.. are never
+written and only feed accumulator rows nobody reads).  `TILEC_PTX_TCGEN05_TMA=0` keeps such
+loops on the register-staged path.  f32 (3xTF32 needs the hi/lo split in registers) stays there.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from xdsl.dialects import arith, scf
+from xdsl.dialects.builtin import IntegerAttr
+from xdsl.ir import BlockArgument
+
+from tilec import dtypes as dt
+from tilec.dialects import tile as T
+
+from .descriptors import Sm100InstrDescriptor, Sm100SmemDescriptor, Sm100Swizzle
+from .emitter import KernelEmitter, KernelParam, Val, dtype_of
+from .tcgen05_layout import SMEM_LIMIT, Geometry
+
+SWIZZLE = {32: Sm100Swizzle.SW32, 64: Sm100Swizzle.SW64, 128: Sm100Swizzle.SW128}
+MAX_STAGES = 4
+STAGE_BUDGET = 160 * 1024        # bytes of static shared memory for the stage buffers
+
+
+def enabled() -> bool:
+    return os.environ.get("TILEC_PTX_TCGEN05_TMA", "1") != "0"
+
+
+def _align(x: int, a: int) -> int:
+    return (x + a - 1) // a * a
+
+
+def _span(inner_bytes: int) -> int | None:
+    """The swizzle span of a tile whose rows are `inner_bytes` long (TMA box inner extent)."""
+    if inner_bytes in (32, 64):
+        return inner_bytes
+    return 128 if inner_bytes % 128 == 0 else None
+
+
+@dataclass
+class Pipeline:
+    """A K loop lowered as a TMA + tcgen05 pipeline (layouts in the module docstring)."""
+
+    loop: scf.ForOp
+    matmul: T.MatmulOp
+    a_load: T.LoadOp
+    b_load: T.LoadOp
+    g: Geometry
+    a_span: int
+    b_span: int
+    stages: int = 2
+    index: int = 0           # which pipeline of the kernel (names its buffers)
+
+    @property
+    def a_bytes(self) -> int:
+        return _align(self.g.K * 2 // self.a_span * self.g.m_blocks * 128 * self.a_span, 1024)
+
+    @property
+    def b_bytes(self) -> int:
+        return _align(self.g.N * 2 // self.b_span * self.g.K * self.b_span, 1024)
+
+    @property
+    def stage_bytes(self) -> int:
+        return self.a_bytes + self.b_bytes
+
+    @property
+    def tx_bytes(self) -> int:
+        """Bytes the TMA boxes of one stage deliver (BM rows of A, not the padded 128)."""
+        return (self.g.M * self.g.K + self.g.K * self.g.N) * 2
+
+    @property
+    def buf(self) -> str:
+        return f"tc_stages{self.index}"
+
+    @property
+    def full(self) -> str:
+        return f"tc_full{self.index}"
+
+    @property
+    def empty(self) -> str:
+        return f"tc_empty{self.index}"
+
+    def a_desc(self) -> Sm100SmemDescriptor:
+        return Sm100SmemDescriptor.for_smem(0, lbo=16, sbo=8 * self.a_span, swizzle=SWIZZLE[self.a_span])
+
+    def b_desc(self) -> Sm100SmemDescriptor:
+        return Sm100SmemDescriptor.for_smem(0, lbo=self.g.K * self.b_span, sbo=8 * self.b_span,
+                                            swizzle=SWIZZLE[self.b_span])
+
+    def idesc(self, n: int) -> Sm100InstrDescriptor:
+        return Sm100InstrDescriptor.for_mma("f16", self.g.ab, self.g.ab, "f32", M=128, N=n, b_major="MN")
+
+    def a_offset(self, mb: int, ks: int) -> int:
+        """Byte offset in the A stage of 128-row block mb, K16 step ks."""
+        p, within = divmod(ks * 32, self.a_span)
+        return p * self.g.m_blocks * 128 * self.a_span + mb * 128 * self.a_span + within
+
+    def b_offset(self, n0: int, ks: int) -> int:
+        """Byte offset in the B stage of columns n0.. (a panel boundary), K16 step ks."""
+        return (n0 * 2 // self.b_span) * self.g.K * self.b_span + ks * 16 * self.b_span
+
+
+def _tensor_arg(load: T.LoadOp, em: KernelEmitter) -> int | None:
+    """The kernel-argument index of `load`'s tensor when TMA can read it."""
+    t = load.tensor
+    if not isinstance(t, BlockArgument) or t.owner is not em.func.body.block:
+        return None
+    if len(t.type.get_shape()) != 2 or t.index >= len(em.div16) or not em.div16[t.index]:
+        return None
+    if float(load.padding.value.data) != 0.0:      # TMA fills out-of-bounds elements with zeros
+        return None
+    return t.index
+
+
+def match(em: KernelEmitter, loop: scf.ForOp, matmul: T.MatmulOp, g: Geometry) -> Pipeline | None:
+    """The pipeline for `loop` whose resident accumulator `matmul` updates, or None."""
+    if not enabled() or g.dtype not in (dt.float16, dt.bfloat16) or len(loop.iter_args) != 1:
+        return None
+    a, b = matmul.lhs.owner, matmul.rhs.owner
+    body = loop.body.block
+    if not isinstance(a, T.LoadOp) or not isinstance(b, T.LoadOp) or a is b:
+        return None
+    if a.parent_block() is not body or b.parent_block() is not body:
+        return None
+    if len(list(a.result.uses)) != 1 or len(list(b.result.uses)) != 1:
+        return None
+    if _tensor_arg(a, em) is None or _tensor_arg(b, em) is None:
+        return None
+    for op in body.ops:   # nothing else may touch tiles or memory: only scalar index math
+        if op in (a, b, matmul, body.last_op):
+            continue
+        if op.regions or isinstance(op, (T.StoreOp, T.LoadOp)) or any(
+                isinstance(v.type, (T.TileType, T.TensorType)) for v in (*op.operands, *op.results)):
+            return None
+    a_span, b_span = _span(g.K * 2), _span(g.N * 2)
+    if a_span is None or b_span is None or g.M > 256 or g.K > 256:
+        return None
+    pipe = Pipeline(loop, matmul, a, b, g, a_span, b_span)
+    # static stage buffers, leaving the dynamic scratch room for the read-back and the epilogue
+    budget = min(STAGE_BUDGET, SMEM_LIMIT - g.M * g.c_stride(em.num_threads) * 4 - 32 * 1024)
+    pipe.stages = min(MAX_STAGES, budget // pipe.stage_bytes)
+    return pipe if pipe.stages >= 2 else None
+
+
+# ---------------------------------------------------------------------------- set-up
+
+
+def declare(em: KernelEmitter, pipe: Pipeline) -> list[str]:
+    """Module-scope buffers of `pipe`; returns the barrier-init lines for thread 0."""
+    S = pipe.stages
+    em.decls.insert(0, f".shared .align 1024 .b8 {pipe.buf}[{S * pipe.stage_bytes}];")  # first: no padding
+    em.decls += [f".shared .align 8 .b64 {pipe.full}[{S}];", f".shared .align 8 .b64 {pipe.empty}[{S}];"]
+    lines = []
+    for name in (pipe.full, pipe.empty):
+        base = em.new("r")
+        lines.append(f"mov.u32 {base}, {name}")
+        lines += [f"mbarrier.init.shared::cta.b64 [{base}+{8 * s}], 1" for s in range(S)]
+    return lines
+
+
+def _tensormap(em: KernelEmitter, load: T.LoadOp, box: tuple[int, int], span: int) -> str:
+    """Generic address of the tensor map of `load`'s tensor (a "tensormap" kernel parameter,
+    the ABI of lower_tgpu.py: role ("tma", arg, box innermost first, swizzle, dtype))."""
+    arg = _tensor_arg(load, em)
+    role = ("tma", arg, box, span, dtype_of(load.tensor.type).name)
+    name = next((p.name for p in em.params if p.role == role), None)
+    if name is None:
+        name = f"p{arg}_tma{sum(1 for p in em.params if p.kind == 'tensormap' and p.role[1] == arg)}"
+        em.params.append(KernelParam(name, "tensormap", role))
+    r = em.new("rd")
+    em.ins(f"mov.u64 {r}, {name}")
+    em.ins(f"cvta.param.u64 {r}, {r}")
+    return r
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def _positive_constant(v) -> bool:
+    op = v.owner
+    return isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr) and op.value.value.data > 0
+
+
+def _stage(em: KernelEmitter, pipe: Pipeline, cnt: str) -> tuple[str, str]:
+    """(stage index, phase parity) of the iteration counter `cnt`."""
+    s, ph = em.new("r"), em.new("r")
+    em.ins(f"rem.u32 {s}, {cnt}, {pipe.stages}")
+    em.ins(f"div.u32 {ph}, {cnt}, {pipe.stages}")
+    em.ins(f"and.b32 {ph}, {ph}, 1")
+    return s, ph
+
+
+def _wait(em: KernelEmitter, bar: str, parity: str) -> None:
+    head, p = em.label("tc_pipe_wait"), em.new("p")
+    em.place(head)
+    em.ins(f"mbarrier.try_wait.parity.shared::cta.b64 {p}, [{bar}], {parity}")
+    em.ins(f"@!{p} bra {head}")
+
+
+def _bar_addr(em: KernelEmitter, name: str, s: str) -> str:
+    r = em.new("r")
+    em.ins(f"mov.u32 {r}, {name}")
+    em.ins(f"mad.lo.u32 {r}, {s}, 8, {r}")
+    return r
+
+
+def _role_loop(em: KernelEmitter, pipe: Pipeline, who: str, body, after=None) -> None:
+    """`for it in range(lb, ub, step): body(it)`, then `after()`, run by the warp where
+    predicate `who` holds (warp-uniform); the other warps go straight past."""
+    op = pipe.loop
+    lb, ub, step = (em.get(v).regs[0] for v in (op.lb, op.ub, op.step))
+    done, head, end = em.label("tc_role_done"), em.label("tc_role_for"), em.label("tc_role_endfor")
+    em.ins(f"@!{who} bra {done}")
+    em.push_scope()
+    it, p = em.new("r"), em.new("p")
+    em.ins(f"mov.b32 {it}, {lb}")
+    if not _positive_constant(op.step):  # as lower_control.lower_for: a step <= 0 runs no iteration
+        em.ins(f"setp.le.s32 {p}, {step}, 0")
+        em.ins(f"@{p} bra {end}")
+    em.place(head)
+    em.ins(f"setp.ge.s32 {p}, {it}, {ub}")
+    em.ins(f"@{p} bra {end}")
+    em.push_scope()
+    body(it)
+    em.pop_scope()
+    em.ins(f"add.s32 {it}, {it}, {step}")
+    em.ins(f"bra {head}")
+    em.place(end)
+    if after is not None:
+        after()
+    em.pop_scope()
+    em.place(done)
+
+
+def _producer(em: KernelEmitter, pipe: Pipeline, cnt: str, it: str) -> None:
+    body = pipe.loop.body.block
+    em.set(body.args[0], Val(dtype_of(body.args[0].type), None, [it]))
+    for op in body.ops:   # the scalar index math (every thread's copy of it lives here)
+        if op not in (pipe.a_load, pipe.b_load, pipe.matmul, body.last_op):
+            em.emit_op(op)
+    s, ph = _stage(em, pipe, cnt)
+    free = em.new("r")
+    em.ins(f"xor.b32 {free}, {ph}, 1")
+    _wait(em, _bar_addr(em, pipe.empty, s), free)
+    full = _bar_addr(em, pipe.full, s)
+
+    def issue():
+        em.ins(f"mbarrier.arrive.expect_tx.shared::cta.b64 _, [{full}], {pipe.tx_bytes}")
+        base = em.new("r")
+        em.ins(f"mov.u32 {base}, {pipe.buf}")
+        em.ins(f"mad.lo.u32 {base}, {s}, {pipe.stage_bytes}, {base}")
+        g = pipe.g
+        for load, span, rows, cols, off in ((pipe.a_load, pipe.a_span, g.M, g.K, 0),
+                                            (pipe.b_load, pipe.b_span, g.K, g.N, pipe.a_bytes)):
+            pcols = span // 2
+            tmap = _tensormap(em, load, (pcols, rows), span)
+            row, col = (em.get(v).regs[0] for v in load.offsets)
+            panel = (g.m_blocks * 128 if load is pipe.a_load else rows) * span
+            for q in range(cols // pcols):
+                x = col
+                if q:
+                    x = em.new("r")
+                    em.ins(f"add.s32 {x}, {col}, {q * pcols}")
+                em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                       f"[{base}+{off + q * panel}], [{tmap}, {{{x}, {row}}}], [{full}]")
+    _elected(em, issue)
+    em.ins(f"add.u32 {cnt}, {cnt}, 1")
+
+
+def _issuer(em: KernelEmitter, pipe: Pipeline, cnt: str, d: str, p_true: str) -> None:
+    s, ph = _stage(em, pipe, cnt)
+    _wait(em, _bar_addr(em, pipe.full, s), ph)
+    em.ins("tcgen05.fence::after_thread_sync")
+
+    def issue():
+        base = em.new("r")
+        em.ins(f"mov.u32 {base}, {pipe.buf}")
+        em.ins(f"mad.lo.u32 {base}, {s}, {pipe.stage_bytes}, {base}")
+        descs = []
+        for desc, off in ((pipe.a_desc(), 0), (pipe.b_desc(), pipe.a_bytes)):
+            t, r = em.new("r"), em.new("rd")
+            em.ins(f"add.u32 {t}, {base}, {off}")
+            em.ins(f"shr.u32 {t}, {t}, 4")
+            em.ins(f"and.b32 {t}, {t}, 16383")
+            em.ins(f"cvt.u64.u32 {r}, {t}")
+            em.ins(f"or.b64 {r}, {r}, {desc.ptx()}")
+            descs.append(r)
+        g = pipe.g
+        for mb in range(g.m_blocks):
+            for n0, n in g.n_chunks:
+                dcol = em.new("r")
+                em.ins(f"add.u32 {dcol}, {d}, {mb * g.N + n0}")
+                for ks in range(g.K // 16):
+                    ra, rb = (_plus(em, r, off) for r, off in zip(descs, (pipe.a_offset(mb, ks), pipe.b_offset(n0, ks))))
+                    em.ins(f"tcgen05.mma.cta_group::1.kind::f16 [{dcol}], {ra}, {rb}, {pipe.idesc(n).ptx()}, {p_true}")
+        em.ins(f"tcgen05.commit.cta_group::1.mbarrier::arrive::one.shared::cluster.b64 [{_bar_addr(em, pipe.empty, s)}]")
+    _elected(em, issue)
+    em.ins(f"add.u32 {cnt}, {cnt}, 1")
+
+
+def _plus(em: KernelEmitter, desc: str, nbytes: int) -> str:
+    if not nbytes:
+        return desc
+    r = em.new("rd")
+    em.ins(f"add.s64 {r}, {desc}, {nbytes >> 4}")
+    return r
+
+
+def emit(em: KernelEmitter, pipe: Pipeline, plan, col: int) -> None:
+    """The whole loop (TMEM already holds the accumulator's initial value; the caller waits
+    for `plan.mbar` and reads the result back): a bar.sync, then the producer and MMA roles."""
+    em.comment(f"tcgen05 pipeline {pipe.index}: {pipe.stages} stages of {pipe.stage_bytes} B (A {pipe.a_span}B-swizzled "
+               f"K-major, B {pipe.b_span}B-swizzled MN-major); TMA producer = warp 0, MMA issuer = warp 1")
+    em.comment(f"A smem descriptor {pipe.a_desc()}")
+    em.comment(f"B smem descriptor {pipe.b_desc()}")
+    for _, n in pipe.g.n_chunks:
+        em.comment(f"idesc {pipe.idesc(n)}")
+    em.ins("tcgen05.fence::before_thread_sync")
+    em.bar()
+    cnt = plan.pipe_count[pipe.index]
+    producer = em.memo("tc_warp0", lambda: _warp_is(em, 0))
+    _role_loop(em, pipe, producer, lambda it: _producer(em, pipe, cnt, it))
+    issuer = em.memo("tc_warp1", lambda: _warp_is(em, 1))
+    d = em.new("r")
+    em.ins(f"add.u32 {d}, {plan.taddr}, {col}")
+
+    def last_commit():
+        _elected(em, lambda: em.ins(f"tcgen05.commit.cta_group::1.mbarrier::arrive::one.shared::cluster.b64 "
+                                    f"[{plan.mbar}]"))
+    _role_loop(em, pipe, issuer, lambda it: _issuer(em, pipe, cnt, d, plan.p_true), last_commit)
+
+
+def _warp_is(em: KernelEmitter, w: int) -> str:
+    """Predicate: this thread is in warp `w`."""
+    p, q = em.new("p"), em.new("r")
+    em.ins(f"shr.u32 {q}, {em.tid}, 5")
+    em.ins(f"setp.eq.u32 {p}, {q}, {w}")
+    return p
+
+
+def _elected(em: KernelEmitter, body) -> None:
+    """`body()` by one lane of the (converged) warp: elect.sync, as CUTLASS's elect_one_sync."""
+    r, p = em.new("r"), em.new("p")
+    skip = em.label("tc_elect")
+    em.ins(f"elect.sync {r}|{p}, -1")
+    em.ins(f"@!{p} bra {skip}")
+    em.push_scope()
+    body()
+    em.pop_scope()
+    em.place(skip)
+    em.ins("bar.warp.sync -1")

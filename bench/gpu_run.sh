@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One batched GPU session for the memory-bound work: install, GPU tests, benches (this
+# tree; the committed tree from .base/site for before/after).  From the repository root:
+#   OUT=/tmp/out bash bench/gpu_run.sh tests sanitize softmax examples vec8 attention base overhead
+# .whl/ holds the xdsl 0.74.0, immutabledict and ordered-set wheels; .base/site a copy of
+# the committed tilec laid out as installed (tilec/, tilec/{backends,dialects,passes}).
+set -u
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+what=" ${*:-tests softmax examples attention} "
+has() { [[ "$what" == *" $1 "* ]]; }
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site
+python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || echo "editable install failed"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader
+export TILEC_CACHE_DIR=/tmp/tilec-cache
+if has tests; then
+  echo "=== GPU tests"
+  timeout 400 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_examples.py tests/test_gpu_sanitizer.py 2>&1 | grep -v "Host Frame" | tail -30
+fi
+if has sanitize; then
+  echo "=== compute-sanitizer memcheck on the examples (first reports)"
+  timeout 200 compute-sanitizer --tool memcheck python3 tests/gpu_sanitize_examples.py 2>&1 | grep -v "Host Frame" | head -40
+fi
+if has softmax; then echo "=== bench/softmax.py"; timeout 200 python3 bench/softmax.py --reps 20; fi
+if has examples; then echo "=== bench/gpu_examples.py"; timeout 120 python3 bench/gpu_examples.py; fi
+if has vec8; then
+  echo "=== TILEC_PTX_VEC=8 (8-element chunks: 16-byte f16 accesses)"
+  TILEC_PTX_VEC=8 timeout 200 python3 bench/softmax.py --reps 20
+  TILEC_PTX_VEC=8 timeout 120 python3 bench/gpu_examples.py
+fi
+if has attention; then echo "=== bench/attention.py"; timeout 300 python3 bench/attention.py --reps 3; fi
+if has overhead; then echo "=== bench/launch_overhead.py"; timeout 60 python3 bench/launch_overhead.py; fi
+if has base; then
+  echo "=== baseline (committed tree)"
+  PYTHONPATH=$PWD/.base/site:/tmp/site timeout 150 python3 bench/softmax.py --reps 5
+  PYTHONPATH=$PWD/.base/site:/tmp/site timeout 120 python3 bench/gpu_examples.py
+fi
+echo "=== done"
