@@ -62,9 +62,9 @@ def _example_kernel():
 
 
 #: (kernel, BM, BN, BK, num_stages); grouped kernels use GROUP_M = 8
-CONFIGS = [("grouped", 128, 256, 64, 4), ("grouped", 128, 256, 64, 3), ("grouped", 128, 256, 128, 2),
-           ("grouped", 128, 128, 64, 4), ("grouped", 256, 128, 64, 4), ("2d", 128, 256, 64, 4),
-           ("2d", 128, 256, 128, 2)]
+#: (BK = 128 with 2 stages measured 420-525 TFLOP/s on the H100, so it is not tried.)
+CONFIGS = [("grouped", 128, 256, 64, 4), ("grouped", 128, 256, 64, 3), ("grouped", 128, 128, 64, 4),
+           ("grouped", 256, 128, 64, 4), ("2d", 128, 256, 64, 4)]
 
 
 def tilec_launcher(kind, bm, bn, bk, stages, m, n):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One batched GPU session for the memory-bound work: install, GPU tests, benches (this
 # tree; the committed tree from .base/site for before/after).  From the repository root:
-#   OUT=/tmp/out bash bench/gpu_run.sh tests sanitize softmax examples vec8 attention base overhead
+#   OUT=/tmp/out bash bench/gpu_run.sh tests sanitize softmax examples attention base overhead
 # .whl/ holds the xdsl 0.74.0, immutabledict and ordered-set wheels; .base/site a copy of
 # the committed tilec laid out as installed (tilec/, tilec/{backends,dialects,passes}).
 set -u
@@ -25,11 +25,6 @@ if has sanitize; then
 fi
 if has softmax; then echo "=== bench/softmax.py"; timeout 200 python3 bench/softmax.py --reps 20; fi
 if has examples; then echo "=== bench/gpu_examples.py"; timeout 120 python3 bench/gpu_examples.py; fi
-if has vec8; then
-  echo "=== TILEC_PTX_VEC=8 (8-element chunks: 16-byte f16 accesses)"
-  TILEC_PTX_VEC=8 timeout 200 python3 bench/softmax.py --reps 20
-  TILEC_PTX_VEC=8 timeout 120 python3 bench/gpu_examples.py
-fi
 if has attention; then echo "=== bench/attention.py"; timeout 300 python3 bench/attention.py --reps 3; fi
 if has overhead; then echo "=== bench/launch_overhead.py"; timeout 60 python3 bench/launch_overhead.py; fi
 if has base; then

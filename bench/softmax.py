@@ -4,7 +4,9 @@
 
 Bytes counted: the input read once and the output written once (4 bytes per element), so
 GB/s is comparable between the kernels and with `torch.clone` (read + write), the
-roofline for any softmax.  Each tilec configuration is the example's kernel
+roofline for any softmax.  Two times per kernel: us/call, 10 launches back to back between
+CUDA events (what a caller sees: it includes tilec's host launch work where that is the
+longer part), and the GPU time alone, 10 launches captured in a CUDA graph and replayed.  Each tilec configuration is the example's kernel
 (`examples/softmax.py`, BM rows per program, the whole row in registers) built with
 `num_warps` warps.  Before timing, every configuration is checked on fresh random data
 against torch in float64 (output poisoned with NaN first).  Times: median of CUDA-event-
@@ -75,6 +77,32 @@ def timed(fn, reps: int, inner: int = 10) -> float:
     return statistics.median(out)
 
 
+def graphed(fn, reps: int, inner: int = 10) -> float | None:
+    """Median seconds per call of `inner` calls captured in one CUDA graph and replayed: the
+    GPU's time alone, without the host's launch work (None if capture fails)."""
+    try:
+        fn()
+        torch.cuda.synchronize()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            for _ in range(inner):
+                fn()
+        g.replay()
+        torch.cuda.synchronize()
+        out = []
+        for _ in range(reps):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            g.replay()
+            b.record()
+            torch.cuda.synchronize()
+            out.append(a.elapsed_time(b) * 1e-3 / inner)
+        return statistics.median(out)
+    except Exception as e:  # noqa: BLE001 - a bench reports and goes on
+        print(f"  (CUDA graph capture failed: {type(e).__name__}: {e})")
+        return None
+
+
 def resources(kernel, args) -> str:
     from tilec.backends.ptx.ptxas import assemble
 
@@ -106,10 +134,13 @@ def main() -> None:
     bn = sm.next_power_of_2(n)
     print(f"softmax {m}x{n} fp16 on {torch.cuda.get_device_name()}: {nbytes / 1e6:.0f} MB moved per call")
 
-    t_copy = timed(lambda: xs[0].clone(), a.reps)
-    t_torch = timed(lambda: torch.softmax(xs[0], dim=1), a.reps)
-    rows = [("torch.clone (copy roofline)", t_copy, "", ""), ("torch.softmax", t_torch, "", "")]
-    # tilec's own copy of the same bytes: f16 rows (8-byte accesses per thread), f32 rows (16-byte)
+    def measure(fn):
+        return timed(fn, a.reps), graphed(fn, a.reps)
+
+    t_copy, g_copy = measure(lambda: xs[0].clone())
+    t_torch, g_torch = measure(lambda: torch.softmax(xs[0], dim=1))
+    rows = [("torch.clone (copy roofline)", t_copy, g_copy, "", ""), ("torch.softmax", t_torch, g_torch, "", "")]
+    # tilec's own copy of the same bytes: f16 rows and f32 rows (16-byte accesses per thread)
     for d, nw in (("f16", 4), ("f16", 16), ("f32", 4), ("f32", 16)):
         cp = ct.kernel(num_warps=nw)(copy_rows)
         src = xs[0] if d == "f16" else torch.randn(m, n // 2, device=dev)
@@ -117,11 +148,11 @@ def main() -> None:
         cp[(src.shape[0],)](src, dst, 1, src.shape[1])
         torch.cuda.synchronize()
         assert torch.equal(dst, src), "copy kernel is wrong"
-        t = timed(lambda: cp[(src.shape[0],)](src, dst, 1, src.shape[1]), a.reps)
-        rows.append((f"tilec copy {d} rows (num_warps={nw})", t, "", ""))
+        t, g = measure(lambda: cp[(src.shape[0],)](src, dst, 1, src.shape[1]))
+        rows.append((f"tilec copy {d} rows (num_warps={nw})", t, g, "", ""))
         if d == "f16" and nw == 16:   # the same kernel timed one launch at a time (host launch work exposed)
             t1 = timed(lambda: cp[(src.shape[0],)](src, dst, 1, src.shape[1]), a.reps, inner=1)
-            rows.append((f"tilec copy {d} rows (num_warps={nw}), one launch per event pair", t1, "", ""))
+            rows.append((f"tilec copy {d} rows (num_warps={nw}), one launch per event pair", t1, None, "", ""))
     for bm, nw in CONFIGS:
         kern = ct.kernel(num_warps=nw)(sm.softmax_kernel.fn)
         grid = (ct.cdiv(m, bm),)
@@ -137,8 +168,8 @@ def main() -> None:
               f"rel err {rel:.2e} max {mx:.2e} {'ok' if ok else 'FAILED'}", flush=True)
         if not ok:
             continue
-        t = timed(lambda: kern[grid](xs[0], y, bm, bn), a.reps)
-        rows.append((f"tilec BM={bm} num_warps={nw}", t, f"{first * 1e3:.0f} ms", res))
+        t, g = measure(lambda: kern[grid](xs[0], y, bm, bn))
+        rows.append((f"tilec BM={bm} num_warps={nw}", t, g, f"{first * 1e3:.0f} ms", res))
 
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     for nw, per_sm in PERSISTENT:
@@ -155,14 +186,18 @@ def main() -> None:
         print(f"  persistent num_warps={nw:2d} {grid[0]} programs: first call {first * 1e3:7.1f} ms ({res}); "
               f"rel err {rel:.2e} max {mx:.2e} {'ok' if ok else 'FAILED'}", flush=True)
         if ok:
-            t = timed(lambda: kern[grid](xs[0], y, bn), a.reps)
-            rows.append((f"tilec persistent+prefetch num_warps={nw} {grid[0]} programs", t, f"{first * 1e3:.0f} ms", res))
+            t, g = measure(lambda: kern[grid](xs[0], y, bn))
+            rows.append((f"tilec persistent+prefetch num_warps={nw} {grid[0]} programs", t, g,
+                         f"{first * 1e3:.0f} ms", res))
 
-    print(f"\n| kernel | time (us) | GB/s | vs torch.softmax | of copy rate | first call | resources |")
-    print("|---|---|---|---|---|---|---|")
-    for name, t, first, res in rows:
-        print(f"| {name} | {t * 1e6:.1f} | {nbytes / t / 1e9:.0f} | {t_torch / t:.2f}x | {t_copy / t:.2f} | "
-              f"{first} | {res} |")
+    ref_t, ref_g = t_torch, g_torch or t_torch
+    print("\n| kernel | us/call | GB/s | GPU us (graph) | GPU GB/s | vs torch.softmax (GPU) | of copy rate (GPU) "
+          "| first call | resources |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, t, g, first, res in rows:
+        gt = f"{g * 1e6:.1f} | {nbytes / g / 1e9:.0f} | {ref_g / g:.2f}x | {(g_copy or t_copy) / g:.2f}" if g else \
+            f"- | - | {ref_t / t:.2f}x (per call) | {t_copy / t:.2f} (per call)"
+        print(f"| {name} | {t * 1e6:.1f} | {nbytes / t / 1e9:.0f} | {gt} | {first} | {res} |")
 
 
 if __name__ == "__main__":

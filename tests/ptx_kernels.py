@@ -446,6 +446,22 @@ def online_stats(X: ct.Tensor, M: ct.Tensor, L: ct.Tensor, BM: ct.Constant[int],
     ct.store_tile(L, offset=[i * BM, 0], tile=s + ct.max(m, axis=0, keepdims=True))
 
 
+@ct.kernel(num_warps=8)
+def softmax_rows_f16(X: ct.Tensor, Y: ct.Tensor, BN: ct.Constant[int]):
+    i = ct.tile_idx(0)
+    x = ct.load_tile(X, offset=[i, 0], size=[1, BN], padding=float("-inf")).astype(ct.float32)
+    e = ct.exp(x - ct.max(x, axis=1, keepdims=True))
+    ct.store_tile(Y, offset=[i, 0], tile=(e / ct.sum(e, axis=1, keepdims=True)).astype(Y.dtype))
+
+
+@ct.kernel
+def scale_rows_f16(X: ct.Tensor, W: ct.Tensor, Y: ct.Tensor, BM: ct.Constant[int], BN: ct.Constant[int]):
+    i = ct.tile_idx(0)
+    x = ct.load_tile(X, offset=[i * BM, 0], size=[BM, BN])         # mixes with another load:
+    w = ct.load_tile(W, offset=[0], size=[BN])                      # stays in the canonical layout
+    ct.store_tile(Y, offset=[i * BM, 0], tile=x * w[None, :] + ct.sum(x, axis=1, keepdims=True))
+
+
 reduce_3d_8warps = ct.kernel(num_warps=8)(reduce_3d.fn)
 
 for _d in (np.float32, np.float16, BF16, np.float64, np.int32, np.int64):
@@ -459,6 +475,30 @@ for _d in (np.float32, np.float16, BF16, np.float64, np.int32, np.int64):
             x = (rng.standard_normal(shape) * 50).astype(d)
             return [x, _out(shape, d), *blk, shift]
         case(f"copy-{np.dtype(_d).name}-{_why}", copy_2d, (-(-_shape[0] // _BM), -(-_shape[1] // _BN)), _mk)
+
+
+for _d in (np.float16, BF16):
+    for _shape, _why in (((64, 192), "aligned"), ((70, 192), "ragged-rows"), ((64, 200), "ragged-cols"),
+                         ((64, 196), "unaligned-rows")):
+        def _mk(rng, d=_d, shape=_shape):
+            return [(rng.standard_normal(shape) * 50).astype(d), _out(shape, d), 16, 64, 0]
+        case(f"copy-wide-{np.dtype(_d).name}-{_why}", copy_2d, (-(-_shape[0] // 16), -(-_shape[1] // 64)), _mk)
+
+
+def _softmax_f16(rng):
+    x = (rng.standard_normal((5, 1504)) * 3).astype(np.float16)
+    return [x, _out((5, 1504), np.float16), 2048]
+
+
+case("softmax-rows-f16-wide-ragged", softmax_rows_f16, (5,), _softmax_f16, 2e-3)
+
+
+def _scale_rows(rng):
+    x = rng.standard_normal((40, 256)).astype(np.float16)
+    return [x, rng.standard_normal(256).astype(np.float16), _out((40, 256), np.float16), 8, 256]
+
+
+case("wide-rejected-mixed-loads", scale_rows_f16, (5,), _scale_rows, 2e-2)
 
 
 def _copy1d(rng):

@@ -223,7 +223,7 @@ class KernelEmitter:
         that accept other layouts (a reduction result kept in its source's layout,
         `layout.Sliced`) read `get_any`; this converts such a value once per region."""
         val = self.values[v]
-        if val.layout is None or isinstance(val.layout, Blocked):
+        if val.layout is None or (isinstance(val.layout, Blocked) and val.layout.canonical):
             return val
         from .exchange import to_canonical
 
@@ -324,7 +324,8 @@ class KernelEmitter:
 
     def coords(self, layout: Blocked, slot: int) -> list:
         """Per-dim coordinates (u32 regs or ints) of this thread's element in `slot`."""
-        return self.memo(("coords", layout.shape, layout.num_threads, slot), lambda: self._coords(layout, slot))
+        return self.memo(("coords", layout.shape, layout.num_threads, layout.vec, slot),
+                         lambda: self._coords(layout, slot))
 
     def _coords(self, layout: Blocked, slot: int) -> list:
         shape = layout.shape
@@ -339,7 +340,7 @@ class KernelEmitter:
         base = self.mul_u32(self.tid, layout.vec)
         out: list = [0] * r
         if j < r:
-            lo_base = self.memo(("lobase", shape, layout.num_threads),
+            lo_base = self.memo(("lobase", shape, layout.num_threads, layout.vec),
                                 lambda: self._digits(self.rem_u32(base, P), shape[j:]))
             lo_c = c % P
             digits_c = _int_digits(lo_c, shape[j:])
@@ -407,6 +408,7 @@ class KernelEmitter:
         from . import lower_control, lower_elementwise, lower_grid, lower_matmul, lower_memory  # noqa: F401
         from . import lower_random, lower_reduce, lower_shape, lower_tcgen05  # noqa: F401
         from . import lower_tgpu  # noqa: F401  (sm_90a: tgpu stage buffers, TMA, wgmma)
+        from . import lower_scaled_mma  # noqa: F401  (sm_100a: block-scaled fp4 tcgen05; after memory/shape)
 
         block = self.func.body.block
         name = self.func.sym_name.data
@@ -423,7 +425,7 @@ class KernelEmitter:
                          self.smem_bytes, self.grid_rank)
 
     def render(self, name: str) -> str:
-        version = TARGETS[self.target][0]
+        version = getattr(self, "ptx_version", None) or TARGETS[self.target][0]   # an op may need a newer ISA
         head = [
             f"// tilec: kernel {name} for {self.target}, {self.num_warps} warps, {self.smem_bytes} B shared memory",
             f".version {version}",

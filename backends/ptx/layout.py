@@ -9,9 +9,10 @@ A tile of shape S (numel N elements, flattened row-major) is spread over the CTA
 so thread t holds `slots = chunks_per_thread * vec` registers, slot s = k * vec + v,
 and element e = t * vec + const(s) with const(s) = k * num_threads * vec + v.  Warps
 read `32 * vec` consecutive elements at once (coalesced; vectorisable once chunks are
-known aligned).  `vec` depends only on N (4 when 4 | N, else 1), so every shape of
-the same size has the same layout and `tile.reshape` moves no data.  Slots whose
-element lies past N hold garbage and are predicated off wherever they touch memory.
+known aligned).  `vec` depends only on N (4 when 4 | N, else 1), so every shape of the
+same size has the same layout and `tile.reshape` moves no data.  A `wide` layout, the one
+non-canonical blocked layout, has `vec` = 8 (`Blocked.wide`).  Slots whose element lies
+past N hold garbage and are predicated off wherever they touch memory.
 
     16x8 f32 tile, 4 warps (128 threads), vec = 4:  N = 128 = 32 chunks of 4
       thread 0: elements 0..3 (row 0, cols 0..3)    thread 1: elements 4..7 (row 0, cols 4..7)
@@ -34,13 +35,7 @@ moves no data; other consumers convert it (`exchange.to_layout`).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-
-#: Elements per chunk.  4 (the default) keeps f32 chunks at one 16-byte access; 8
-#: (`TILEC_PTX_VEC=8`, an experiment) makes 16-bit chunks 16 bytes and f32 chunks two
-#: 16-byte accesses.
-VEC = int(os.environ.get("TILEC_PTX_VEC", "4"))
 
 
 @dataclass(frozen=True)
@@ -49,6 +44,16 @@ class Blocked:
 
     shape: tuple[int, ...]
     num_threads: int
+    #: 8-element chunks, so a 16-bit chunk is one 16-byte access: the layout `tile.load`
+    #: gives a 16-bit tile that flows only through layout-agnostic ops into stores and
+    #: reductions (`vectorize.wide_ok`).  Other lowerings assume canonical layouts, which
+    #: `KernelEmitter.get` converts to.  Measured on the H100 (bench/RESULTS.md): f16
+    #: softmax 8192x8192 2494 -> 2644 GB/s with 16-byte instead of 8-byte accesses.
+    wide: bool = False
+
+    @property
+    def canonical(self) -> bool:
+        return not self.wide
 
     @property
     def numel(self) -> int:
@@ -56,7 +61,7 @@ class Blocked:
 
     @property
     def vec(self) -> int:
-        if VEC == 8 and self.numel % 8 == 0:
+        if self.wide:
             return 8
         return 4 if self.numel % 4 == 0 else 1
 

@@ -33,7 +33,9 @@ def select_mma(em: KernelEmitter, op: T.MatmulOp) -> str:
     target here is sm_80+), else "fma" (CUDA cores).  `TILEC_PTX_MMA=0` forces "fma".
     On sm_100a, "tcgen05.mma.kind::f16|tf32" (`lower_tcgen05.py`) for the matmuls the
     kernel's tcgen05 plan took (2-D f16/bf16/f32, M % 64, N % 8, K % 16|8; `TILEC_PTX_TCGEN05=0`
-    turns it off).  Hook to come: "wgmma" (sm_90a, a warpgroup per 64-row block)."""
+    turns it off).  On sm_90a wgmma matmuls never get here (tile-promote-smem turns their K
+    loops into `tgpu` ops, lowered by `lower_tgpu.py`); the rest follow the instruction
+    `tile-select-mma` recorded in their `mma` attribute."""
     from .lower_mma import mma_fits
 
     # --- sm_100a: 5th-generation tensor cores (lower_tcgen05.py) ----------------------
@@ -43,6 +45,11 @@ def select_mma(em: KernelEmitter, op: T.MatmulOp) -> str:
         kind = select_tcgen05(em, op)
         if kind is not None:
             return kind
+    # -----------------------------------------------------------------------------------
+    # --- sm_90a: the record of tile-select-mma / tile-promote-smem (passes/select_mma.py) ---
+    rec = op.attributes.get("mma")
+    if rec is not None and rec.data.startswith(("fma", "mad")):
+        return "fma"
     # -----------------------------------------------------------------------------------
     a, b = em.get(op.lhs), em.get(op.rhs)
     if os.environ.get("TILEC_PTX_MMA", "1") != "0" and em.sm >= 80 and \

@@ -28,7 +28,7 @@ from tilec.dialects import tile as T
 from . import numerics as N
 from . import vectorize as V
 from .emitter import KernelEmitter, TensorInfo, Val, lowers
-from .layout import Sliced
+from .layout import Blocked, Sliced
 from .lower_grid import constant_reg
 from .ptx_types import FP8, float_imm, int_imm, mem_bytes, reg_class, storage_bits
 
@@ -222,6 +222,8 @@ def lower_load(em: KernelEmitter, op: T.LoadOp) -> None:
     _check_dtype(em, d, "tile.load")
     offsets = [em.get(o).regs[0] for o in op.offsets]
     layout = em.layout_of(op.result.type)
+    if V.wide_ok(em, op, layout, d):
+        layout = Blocked(layout.shape, layout.num_threads, True)
     check = op.boundary_check.value.data != 0
     pad = op.padding.value.data
     w = V.width(em, op.tensor, list(op.offsets), layout, d)
@@ -291,7 +293,7 @@ def lower_store(em: KernelEmitter, op: T.StoreOp) -> None:
         _check_dtype(em, d, "tile.store")
         _sliced_store(em, info, [em.get(o).regs[0] for o in op.offsets], raw)
         return
-    val = em.get(op.value)
+    val = raw if isinstance(raw.layout, Blocked) else em.get(op.value)   # any blocked layout
     layout = val.layout
     if atomic:
         if d not in _RED:

@@ -28,7 +28,7 @@ from tilec.dialects import tile as T
 
 from .emitter import KernelEmitter, Val, dtype_of, lowers
 from .exchange import gather, layout_coords, linear_index, load_element, store_tile
-from .layout import Sliced
+from .layout import Blocked, Sliced
 from .lower_grid import constant_reg
 
 
@@ -51,6 +51,8 @@ def lower_reshape(em: KernelEmitter, op: T.ReshapeOp) -> None:
                 return
         x = em.get(op.source)
     layout = em.layout_of(op.result.type)
+    if x.layout.wide:
+        layout = Blocked(layout.shape, layout.num_threads, True)
     assert layout.num_slots == x.layout.num_slots and layout.vec == x.layout.vec
     em.set(op.result, Val(x.dtype, layout, list(x.regs), x.uniform))
 
@@ -63,8 +65,8 @@ def lower_broadcast(em: KernelEmitter, op: T.BroadcastOp) -> None:
     if isinstance(x.layout, Sliced) and not x.layout.dropped:
         lay = x.layout
         keep = tuple(a for a in lay.axes if layout.shape[a] == 1)   # axes that stay reduced
-        if lay.parent == layout and not keep:
-            em.set(op.result, Val(x.dtype, layout, list(x.regs), x.uniform))   # rows already in place
+        if lay.parent.shape == tuple(layout.shape) and not keep:   # rows already in place
+            em.set(op.result, Val(x.dtype, lay.parent, list(x.regs), x.uniform))
             return
         if Sliced(lay.parent, keep).shape == tuple(layout.shape):   # e.g. [1, 1] -> [BM, 1]
             em.set(op.result, Val(x.dtype, Sliced(lay.parent, keep), list(x.regs), x.uniform))

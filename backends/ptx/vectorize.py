@@ -99,6 +99,45 @@ def chunks_whole(em: KernelEmitter, tensor, offsets: list, layout: Blocked, d: d
     return min(step, divisibility(offsets[-1])) >= layout.vec
 
 
+_SAME_SHAPE = (T.CastOp, T.CmpOp, T.SelectOp, *T.BINARY_OP_CLASSES.values(), *T.UNARY_OP_CLASSES.values())
+
+
+def wide_ok(em: KernelEmitter, op: T.LoadOp, layout: Blocked, d: dt.DType) -> bool:
+    """Whether `op`'s 16-bit tile may take the `wide` layout (8-element chunks, one 16-byte
+    access each): rows 16-byte aligned with an innermost offset that is a multiple of 8,
+    at least 8 elements per thread, and every op its values reach is layout-agnostic --
+    elementwise ops of the tile's shape whose other operands derive from the same load or
+    are splats, reductions, broadcasts of those back to the tile's shape, stores -- so
+    nothing converts the tile back to the canonical layout."""
+    if d not in (dt.float16, dt.bfloat16) or layout.numel % (8 * layout.num_threads) or layout.shape[-1] % 8:
+        return False
+    if width(em, op.tensor, list(op.offsets), Blocked(layout.shape, layout.num_threads, True), d) < 8:
+        return False
+    shape = tuple(layout.shape)
+    derived, work, users = {op.result}, [op.result], []
+    while work:
+        for use in work.pop().uses:
+            user = use.operation
+            if isinstance(user, T.StoreOp):
+                continue
+            ok = isinstance(user, (*_SAME_SHAPE, T.ReduceOp)) or \
+                (isinstance(user, T.BroadcastOp) and tuple(user.result.type.get_shape()) == shape)
+            if not ok or len(user.results) != 1:
+                return False
+            res = user.results[0]
+            if isinstance(user, _SAME_SHAPE) and tuple(res.type.get_shape()) != shape:
+                return False
+            if res not in derived:
+                derived.add(res)
+                work.append(res)
+                users.append(user)
+    for user in users:
+        for o in user.operands:
+            if o not in derived and not isinstance(o.owner, (T.SplatOp, arith.ConstantOp)):
+                return False
+    return True
+
+
 def full_tile(em: KernelEmitter, info: TensorInfo, offsets: list, off_regs: list, shape) -> str | bool:
     """True if the tile is statically inside the tensor, False if statically not, else a
     predicate register (CTA-uniform) 'offset + size <= dim along every dim'."""
@@ -134,7 +173,7 @@ def chunk_addresses(em: KernelEmitter, info: TensorInfo, off_regs: list, layout:
 
     shape = layout.shape
     keep = [d for d, n in enumerate(shape) if n != 1]
-    sq = Blocked(tuple(shape[d] for d in keep), layout.num_threads)
+    sq = Blocked(tuple(shape[d] for d in keep), layout.num_threads, layout.wide)
     if not keep or sq.vec != layout.vec:
         return None
     j = min(sq.split_dim(), len(keep))

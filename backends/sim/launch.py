@@ -26,7 +26,7 @@ def ptx_kernel_args(kernel, values, grid) -> list:
     for p in kernel.params:
         role = p.role
         if role[0] == "tensor":
-            out.append(("ptr", values[role[1]]))
+            out.append(("ptr", getattr(values[role[1]], "packed", values[role[1]])))  # FP4Tensor: its bytes
         elif role[0] == "dim":
             out.append((p.kind, int(values[role[1]].shape[role[2]])))
         elif role[0] == "scalar":

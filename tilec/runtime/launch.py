@@ -278,3 +278,35 @@ def launch_artifact(artifact, values: list, grid: tuple[int, ...]) -> None:
         raise LaunchError(f"kernel '{artifact.name}': grid {grid} exceeds the CUDA limits "
                           f"(x < 2^31, y <= 65535, axes 2.. together <= 65535)")
     _launcher(artifact, device)((gx, gy, gz), *args)
+
+
+def prepare_launch(artifact, grid: tuple[int, ...], value_args: tuple[int, ...]):
+    """A launch closure for `artifact` on `grid` taking the raw launch arguments (torch CUDA
+    tensors and numbers of the signature the JIT keyed it by): per call it reads only data
+    pointers, dims and scalars, so a cached launch costs little more than `cuLaunchKernel`.
+    `value_args[k]` is the launch-argument position of the k-th bound value."""
+    from tilec.runtime.cuda import current_device
+
+    gpu = artifact.gpu
+    launcher = _launcher(artifact, current_device()["ordinal"])
+    getters = []
+    for p in gpu.params:
+        role = p.role
+        if role[0] in ("tensor", "dim", "scalar", "tma"):
+            i = value_args[role[1]]
+        if role[0] == "tensor":
+            getters.append(lambda a, i=i: a[i].data_ptr())
+        elif role[0] == "dim":
+            getters.append(lambda a, i=i, ax=role[2]: a[i].shape[ax])
+        elif role[0] == "scalar":
+            getters.append(lambda a, i=i, kind=p.kind, name=role[2]: _scalar(kind, name, a[i]))
+        elif role[0] == "tma":
+            getters.append(lambda a, i=i, role=role: tensor_map_bytes(device_array(a[i]), role))
+        else:
+            extent = grid[role[1]] if role[1] < len(grid) else 1
+            getters.append(lambda a, extent=extent: extent)
+    dims = (grid[0], grid[1] if len(grid) > 1 else 1, math.prod(grid[2:]) if len(grid) > 2 else 1)
+
+    def launch(args):
+        launcher(dims, *[g(args) for g in getters])
+    return launch
