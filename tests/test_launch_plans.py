@@ -48,3 +48,24 @@ def test_static_dims_enter_the_signature():
         np.testing.assert_array_equal(y, np.full(4, n))
     assert rowsum.static_dims == {(0, 1)}
     assert len(rowsum._plans) == 2
+
+
+def test_sim_target_runs_host_launches_through_the_ptx_simulator(monkeypatch, example):
+    """TILEC_TARGET=sim:sm_100a: numpy launches compile for sm_100a and run in backends/sim."""
+    mod = example("matmul")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((70, 48)).astype(np.float16)
+    b = rng.standard_normal((48, 40)).astype(np.float16)
+    calls = []
+    import tilec.backends.sim.launch as sim_launch
+    real = sim_launch.run_ptx_kernel
+    monkeypatch.setattr(sim_launch, "run_ptx_kernel", lambda k, v, g: (calls.append(k.target), real(k, v, g)))
+    for target in ("sim:sm_100a", "sim:sm_80"):
+        monkeypatch.setenv("TILEC_TARGET", target)
+        c = mod.matmul(a, b, np.full((70, 40), np.nan, np.float32), BM=64, BN=32, BK=16)
+        np.testing.assert_allclose(c, mod.reference(a, b), rtol=1e-3, atol=1e-3)
+    assert calls == ["sm_100a", "sm_80"]
+    monkeypatch.setenv("TILEC_TARGET", "sm_42")
+    import pytest
+    with pytest.raises(ct.LaunchError, match="TILEC_TARGET"):
+        mod.matmul(a, b, np.zeros((70, 40), np.float32))

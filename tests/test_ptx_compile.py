@@ -101,14 +101,18 @@ def _examples_small():
                                                                      32, 32, 16, causal], 1e-3
 
 
+@pytest.mark.parametrize("target", ["sm_80", "sm_90a", "sm_100a"])
 @pytest.mark.parametrize("matmul", ["mma", "fma"])
 @pytest.mark.parametrize("item", list(_examples_small()), ids=lambda it: it[0])
-def test_example_on_simulator_matches_cpu(example, item, matmul, monkeypatch):
-    if matmul == "fma":  # f16 matmuls on CUDA cores instead of mma.sync
+def test_example_on_simulator_matches_cpu(example, item, matmul, target, monkeypatch):
+    """Every example's lowering for every GPU target, run in the PTX simulator, gives the
+    tile-level CPU backend's result."""
+    if matmul == "fma":  # f16 matmuls on CUDA cores instead of the target's tensor-core path
         monkeypatch.setenv("TILEC_PTX_MMA", "0")
+        monkeypatch.setenv("TILEC_PTX_TCGEN05", "0")
     name, kname, grid, args, tol = item
     kernel = getattr(example(name), kname)
-    assert K.max_error(K.run_cpu(kernel, grid, args), K.run_sim(kernel, grid, args)) <= tol
+    assert K.max_error(K.run_cpu(kernel, grid, args), K.run_sim(kernel, grid, args, target)) <= tol
 
 
 def test_unsupported_combination_names_op_dtype_and_target(tmp_path):

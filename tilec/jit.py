@@ -12,6 +12,7 @@ kernel is traced again with it fixed; later launches specialise on it from the s
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 from dataclasses import dataclass
 
@@ -230,7 +231,7 @@ class Launcher:
 
     def __call__(self, *args, **kwargs):
         if not kwargs:  # the steady state: a launch plan for this exact signature
-            plan = self.kernel._plans.get((self.grid, self.options, self.kernel.launch_signature(args)))
+            plan = self.kernel._plans.get((self.grid, self.options, _target_env(), self.kernel.launch_signature(args)))
             if plan is not None:
                 try:
                     return plan(args)
@@ -243,11 +244,16 @@ class Launcher:
             args = self.kernel.complete_args(args, kwargs)
             from tilec.runtime.launch import target_for_args
             target = target_for_args(args)  # "cpu" for host arrays, the device's sm_* for GPU tensors
-            artifact, values = self.kernel.compile_for(args, target, options)
+            simulate = target.startswith("sim:")
+            artifact, values = self.kernel.compile_for(args, target.removeprefix("sim:"), options)
             if artifact.grid_rank > len(self.grid):
                 raise LaunchError(f"kernel '{self.kernel.name}' ({self.kernel.where}) reads grid axis "
                                   f"{artifact.grid_rank - 1} but was launched on a {len(self.grid)}-D grid "
                                   f"{self.grid}")
+            if simulate:
+                from tilec.backends.sim.launch import run_ptx_kernel
+                run_ptx_kernel(artifact.gpu, values, self.grid)
+                return
             if target != "cpu":
                 from tilec.runtime.launch import launch_artifact
                 launch_artifact(artifact, values, self.grid)
@@ -281,7 +287,7 @@ class Launcher:
             from tilec.runtime.launch import prepare_launch
 
             plan = prepare_launch(artifact, self.grid, value_args)
-        self.kernel._plans[(self.grid, self.options, signature)] = plan
+        self.kernel._plans[(self.grid, self.options, _target_env(), signature)] = plan
 
 
 def _launch_options(kernel: Kernel, options, kwargs: dict):
@@ -302,6 +308,11 @@ def _launch_options(kernel: Kernel, options, kwargs: dict):
 
 
 _OPTIONS: dict = {}  # (options, launch keywords) -> CompileOptions: no dataclass copy per launch
+
+
+def _target_env() -> str:
+    """`TILEC_TARGET` (see `runtime.launch.target_override`): part of every launch-plan key."""
+    return os.environ.get("TILEC_TARGET", "")
 
 
 def normalize_grid(kernel: Kernel, grid) -> tuple[int, ...]:

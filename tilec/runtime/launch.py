@@ -150,11 +150,33 @@ def _gpu_target() -> str:
                       f"(supported: sm_80 family, sm_90a, sm_100a)")
 
 
+def target_override() -> str | None:
+    """`TILEC_TARGET`: `sim:sm_100a` (or `sim:sm_90a`, `sim:sm_80`) runs host-array launches
+    through the PTX simulator; `sm_80` / `sm_90a` forces that GPU target on a newer GPU."""
+    import os
+
+    value = os.environ.get("TILEC_TARGET", "").strip()
+    if not value:
+        return None
+    from tilec.pipelines import GPU_TARGETS, canonical_target
+
+    arch = canonical_target(value.removeprefix("sim:"))
+    if arch not in GPU_TARGETS:
+        raise LaunchError(f"TILEC_TARGET={value!r}: expected one of {', '.join(GPU_TARGETS)} "
+                          f"or sim:<one of them>")
+    return ("sim:" if value.startswith("sim:") else "") + arch
+
+
 def target_for_args(args) -> str:
-    """"cpu" unless some argument lives on a GPU (then every array argument must)."""
+    """"cpu" unless some argument lives on a GPU (then every array argument must);
+    `TILEC_TARGET` may pick a simulated target for host arrays or an older GPU target."""
     gpu = [a for a in args if is_device_array(a)]
+    override = target_override()
     if not gpu:
-        return "cpu"
+        return override if override and override.startswith("sim:") else "cpu"
+    if override and not override.startswith("sim:"):
+        _gpu_target()  # there must be a GPU
+        return override
     from tilec.fp4 import FP4Tensor
 
     for a in args:
@@ -184,10 +206,13 @@ def _launcher(artifact, device: int):
         hit = _loaded.get(key)
         if hit is not None:
             return hit
-        try:
-            image = artifact.cubin()
-        except FileNotFoundError:  # no ptxas: the driver JIT-compiles the PTX (.version <= 9.0)
+        if gpu.target != _gpu_target():  # e.g. sm_80 code on an H100: the driver JITs the PTX
             image = gpu.ptx
+        else:
+            try:
+                image = artifact.cubin()
+            except FileNotFoundError:  # no ptxas: the driver JIT-compiles the PTX (.version <= 9.0)
+                image = gpu.ptx
         module = cuda.load_module(image)
         fn = module.function(gpu.name)
         launcher = fn.launcher([p.kind for p in gpu.params], (gpu.num_threads, 1, 1), gpu.smem_bytes)
