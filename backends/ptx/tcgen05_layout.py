@@ -9,7 +9,7 @@ Operands are staged K-major without swizzle, the PTX ISA canonical layout
 
     (r / 8) * SBO + (kb / 16) * LBO + (r % 8) * 16 + kb % 16,   LBO = 128 B, SBO = K * esize / 16 * 128 B
 
-so one MMA (32 bytes of K: 16 f16 or 8 tf32) reads two core-matrix columns and the next K
+so one MMA (32 bytes of K: 16 f16, 8 tf32 or 32 fp8 for kind::f8f6f4) reads two core-matrix columns and the next K
 step starts 2 * LBO = 256 bytes further (descriptor + 16).  `Operand.descriptor()` is the
 matching `Sm100SmemDescriptor` (start address 0, or-ed with the run-time address >> 4).
 """
@@ -28,6 +28,11 @@ from .emitter import dtype_of
 #: operand dtype -> (tcgen05 kind, PTX A/B type, element bytes, K per MMA)
 KINDS = {dt.float16: ("f16", "f16", 2, 16), dt.bfloat16: ("f16", "bf16", 2, 16),
          dt.float32: ("tf32", "tf32", 4, 8)}
+#: fp8 operands: kind::f8f6f4, 1-byte elements K-major, K32 per MMA (32 bytes, like the others)
+FP8_KINDS = {dt.float8_e4m3fn: ("f8f6f4", "e4m3", 1, 32), dt.float8_e5m2: ("f8f6f4", "e5m2", 1, 32)}
+#: selection switch of the fp8 path: False keeps fp8 matmuls on the mma.sync / FMA lowering
+FP8_READY = True
+KINDS.update(FP8_KINDS)
 TMEM_COLS = 512
 SMEM_LIMIT = 227 * 1024 - 64      # sm_100 opt-in maximum per CTA, minus the static variables
 LBO = 128                         # K-adjacent core matrices are contiguous
@@ -36,6 +41,11 @@ LBO = 128                         # K-adjacent core matrices are contiguous
 def enabled() -> bool:
     """`TILEC_PTX_TCGEN05=0` (or `TILEC_PTX_MMA=0`) turns the lowering off."""
     return os.environ.get("TILEC_PTX_TCGEN05", "1") != "0" and os.environ.get("TILEC_PTX_MMA", "1") != "0"
+
+
+def fp8_enabled() -> bool:
+    """fp8 (e4m3 / e5m2) matmuls on kind::f8f6f4 unless `TILEC_PTX_TCGEN05_FP8=0`."""
+    return FP8_READY and os.environ.get("TILEC_PTX_TCGEN05_FP8", "1") != "0"
 
 
 def split_tf32() -> bool:
@@ -156,6 +166,8 @@ def geometry(op: T.MatmulOp, num_warps: int) -> Geometry | None:
         return None
     d = dtype_of(at)
     if d not in KINDS or dtype_of(bt) is not d or dtype_of(rt) is not dt.float32:
+        return None
+    if d in FP8_KINDS and not fp8_enabled():
         return None
     (M, K), (_, N) = a_shape, b_shape
     g = Geometry(M, N, K, d, d is dt.float32 and split_tf32())

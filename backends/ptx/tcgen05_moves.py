@@ -25,6 +25,7 @@ from tilec import dtypes as dt
 
 from .emitter import KernelEmitter, Val
 from .layout import Blocked
+from .ptx_types import FP8
 from .tcgen05_layout import LBO, Geometry, Operand
 
 TF32_HI = "0xFFFFE000"            # the bits of an f32 that kind::tf32 reads
@@ -78,7 +79,9 @@ def stage_operand(em: KernelEmitter, v: Val, parts: list[Operand], transpose: bo
     layout = v.layout
     o = parts[0]
     assert layout.vec == 4
-    ty = {2: "f16" if v.dtype is dt.float16 else "bf16", 4: "tf32"}[o.esize]
+    ty = {1: FP8.get(v.dtype), 2: "f16" if v.dtype is dt.float16 else "bf16", 4: "tf32"}[o.esize]
+    if o.esize == 1:            # kind::f8f6f4: e4m3 / e5m2 bytes (the f32 registers hold fp8 values: exact)
+        return _stage_fp8(em, v, o, transpose, ty)
     for s in range(0, layout.num_slots, 4):
         if layout.slot_never_valid(s):
             continue
@@ -111,6 +114,39 @@ def stage_operand(em: KernelEmitter, v: Val, parts: list[Operand], transpose: bo
                     em.ins(f"cvt.rn.{ty}.f32 {h}, {x}")
                     em.ins(f"{guard}st.shared.b16 [{addr}+{imm + 16 * j}], {h}")
 
+
+
+def _stage_fp8(em: KernelEmitter, v: Val, o: Operand, transpose: bool, ty: str) -> None:
+    """fp8 `stage_operand`: A's 4 consecutive k are 4 contiguous bytes (two
+    `cvt.rn.satfinite.{e4m3,e5m2}x2.f32` packed into one `st.shared.b32`); B^T gets one byte
+    per store (`st.shared.b8`, rows 16 bytes apart)."""
+    layout = v.layout
+    zero = None
+    for s in range(0, layout.num_slots, 4):
+        if layout.slot_never_valid(s):
+            continue
+        pred = em.slot_pred(layout, s)
+        guard = f"@{pred} " if pred else ""
+        xs = v.regs[s:s + 4]
+        row, col = _split_coords(em, layout, s)
+        if not transpose:
+            addr, imm = _kmajor(em, o, row, col)
+            addr = em.as_reg(addr)
+            h, w = [em.new("h"), em.new("h")], em.new("r")
+            em.ins(f"cvt.rn.satfinite.{ty}x2.f32 {h[0]}, {xs[1]}, {xs[0]}")
+            em.ins(f"cvt.rn.satfinite.{ty}x2.f32 {h[1]}, {xs[3]}, {xs[2]}")
+            em.ins(f"mov.b32 {w}, {{{h[0]}, {h[1]}}}")
+            em.ins(f"{guard}st.shared.b32 [{addr}+{imm}], {w}")
+        else:
+            addr, imm = _kmajor(em, o, col, row)
+            addr = em.as_reg(addr)
+            if zero is None:
+                zero = em.new("f")
+                em.ins(f"mov.f32 {zero}, 0f00000000")
+            for j, x in enumerate(xs):
+                h = em.new("h")
+                em.ins(f"cvt.rn.satfinite.{ty}x2.f32 {h}, {zero}, {x}")
+                em.ins(f"{guard}st.shared.b8 [{addr}+{imm + 16 * j}], {h}")
 
 
 def _c_addr(em: KernelEmitter, layout: Blocked, s: int, stride: int, off: int) -> tuple:
