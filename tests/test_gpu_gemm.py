@@ -64,6 +64,8 @@ TOL = {torch.float16: 2e-3, torch.bfloat16: 1.5e-2, torch.float32: 1e-5}
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_matmul_4096_cubed(dtype):
     k = _example()
+    k._cache.clear()   # the example kernel is shared with other GPU tests: judge only this compile
+    k._plans.clear()
     n = 4096
     _check(k, (n // 128, n // 256), n, n, n, dtype, dtype, (128, 256, 64), TOL[dtype])
     assert _took_wgmma(k)
