@@ -32,7 +32,8 @@ def select_mma(em: KernelEmitter, op: T.MatmulOp) -> str:
     "mma.sync.m16n8k16" (`lower_mma.py`) for f16/bf16 2-D tiles whose sizes fit it (every
     target here is sm_80+), else "fma" (CUDA cores).  `TILEC_PTX_MMA=0` forces "fma".
     On sm_100a, "tcgen05.mma.kind::f16|tf32" (`lower_tcgen05.py`) for the matmuls the
-    kernel's tcgen05 plan took (2-D f16/bf16/f32, M % 64, N % 8, K % 16|8; `TILEC_PTX_TCGEN05=0`
+    kernel's tcgen05 plan took (2-D f16/bf16/f32 and, as kind::f8f6f4, e4m3/e5m2; M % 64, N % 8,
+    K % 16|8|32; `TILEC_PTX_TCGEN05=0`
     turns it off).  On sm_90a wgmma matmuls never get here (tile-promote-smem turns their K
     loops into `tgpu` ops, lowered by `lower_tgpu.py`); the rest follow the instruction
     `tile-select-mma` recorded in their `mma` attribute."""

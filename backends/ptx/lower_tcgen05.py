@@ -1,8 +1,10 @@
 """`tile.matmul` on sm_100a 5th-generation tensor cores: `tcgen05.mma`, accumulator in TMEM.
 
 Chosen by `lower_matmul.select_mma` (through `select_tcgen05`) for 2-D f16 / bf16
-(kind::f16, K16 steps) and f32 (kind::tf32, K8 steps) matmuls with an f32 result,
-M % 64 == 0, N % 8 == 0, K % 16 (f16) / 8 (tf32) == 0, num_warps % 4 == 0 and room in
+(kind::f16, K16 steps), f32 (kind::tf32, K8 steps) and float8_e4m3fn / float8_e5m2
+(kind::f8f6f4, K32 steps, 1-byte elements; `TILEC_PTX_TCGEN05_FP8=0` or
+`tcgen05_layout.FP8_READY = False` keeps them on the FMA lowering) matmuls with an f32 result,
+M % 64 == 0, N % 8 == 0, K % 16 (f16) / 8 (tf32) / 32 (fp8) == 0, num_warps % 4 == 0 and room in
 TMEM (512 columns) and shared memory (`tcgen05_layout.geometry`).  Anything else keeps
 the mma.sync / FMA lowering of `lower_matmul.py`.
 

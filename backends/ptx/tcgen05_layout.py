@@ -30,7 +30,7 @@ KINDS = {dt.float16: ("f16", "f16", 2, 16), dt.bfloat16: ("f16", "bf16", 2, 16),
          dt.float32: ("tf32", "tf32", 4, 8)}
 #: fp8 operands: kind::f8f6f4, 1-byte elements K-major, K32 per MMA (32 bytes, like the others)
 FP8_KINDS = {dt.float8_e4m3fn: ("f8f6f4", "e4m3", 1, 32), dt.float8_e5m2: ("f8f6f4", "e5m2", 1, 32)}
-#: selection switch of the fp8 path: False keeps fp8 matmuls on the mma.sync / FMA lowering
+#: selection switch of the fp8 path (tests/test_tcgen05_fp8.py): False keeps fp8 matmuls on the FMA lowering
 FP8_READY = True
 KINDS.update(FP8_KINDS)
 TMEM_COLS = 512

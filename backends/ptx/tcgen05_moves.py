@@ -5,7 +5,9 @@ shared memory and tensor memory.
 Operands (`stage_operand`): A [M, K] is written four consecutive k at a time (one
 `st.shared.v2.b32` of two `cvt.rn.{f16,bf16}x2.f32`, or one `st.shared.v4.b32` of tf32
 bits); B [K, N] is stored transposed, as B^T [N, K], one element per store (a thread's four
-consecutive n are four rows of B^T, 16 bytes apart).  For 3xTF32 each f32 x goes to two
+consecutive n are four rows of B^T, 16 bytes apart).  fp8 (kind::f8f6f4, `_stage_fp8`): A's four
+k are two `cvt.rn.satfinite.{e4m3,e5m2}x2.f32` in one `st.shared.b32`, B^T one `st.shared.b8`
+per element.  For 3xTF32 each f32 x goes to two
 tiles: hi = x & 0xFFFFE000 (the bits kind::tf32 reads) and lo = x - hi.
 
 Accumulator.  TMEM holds row m of a 128-row block in lane m; warp w may only touch lanes
