@@ -389,8 +389,20 @@ def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
+class TileToTileOp(IRDLOperation):
+    """Base of the ops that turn one tile into another tile given by the result type."""
+
+    source = operand_def(TileType)
+    result = result_def(TileType)
+    traits = traits_def(Pure())
+    assembly_format = "$source attr-dict `:` type($source) `->` type($result)"
+
+    def __init__(self, source: SSAValue, tile: TileType):
+        super().__init__(operands=[source], result_types=[tile])
+
+
 @irdl_op_definition
-class BroadcastOp(IRDLOperation):
+class BroadcastOp(TileToTileOp):
     """Stretch size-1 dims of a tile to a larger shape of the same rank (`ct.broadcast_to`).
 
     ```mlir
@@ -399,13 +411,6 @@ class BroadcastOp(IRDLOperation):
     """
 
     name = "tile.broadcast"
-    source = operand_def(TileType)
-    result = result_def(TileType)
-    traits = traits_def(Pure())
-    assembly_format = "$source attr-dict `:` type($source) `->` type($result)"
-
-    def __init__(self, source: SSAValue, tile: TileType):
-        super().__init__(operands=[source], result_types=[tile])
 
     def verify_(self) -> None:
         s, r = self.source.type.get_shape(), self.result.type.get_shape()
@@ -416,7 +421,7 @@ class BroadcastOp(IRDLOperation):
 
 
 @irdl_op_definition
-class ReshapeOp(IRDLOperation):
+class ReshapeOp(TileToTileOp):
     """Reinterpret a tile's elements (row-major) with a new shape of equal size.
 
     ```mlir
@@ -425,13 +430,6 @@ class ReshapeOp(IRDLOperation):
     """
 
     name = "tile.reshape"
-    source = operand_def(TileType)
-    result = result_def(TileType)
-    traits = traits_def(Pure())
-    assembly_format = "$source attr-dict `:` type($source) `->` type($result)"
-
-    def __init__(self, source: SSAValue, tile: TileType):
-        super().__init__(operands=[source], result_types=[tile])
 
     def verify_(self) -> None:
         if self.source.type.numel != self.result.type.numel:
