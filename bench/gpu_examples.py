@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
-import statistics
 
 import torch
+from timing import graphed, timed  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -25,46 +25,8 @@ def load(name):
     return mod
 
 
-def timed(fn, reps=20, inner=10) -> float:
-    """Median seconds per call: `inner` calls back to back between two CUDA events (the
-    host's launch work overlaps the GPU's), `reps` samples, after a warm-up."""
-    fn()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(inner):
-            fn()
-        b.record()
-        torch.cuda.synchronize()
-        out.append(a.elapsed_time(b) * 1e-3 / inner)
-    return statistics.median(out)
 
 
-def graphed(fn, reps=10, inner=10):
-    """GPU seconds per call: `inner` calls captured in a CUDA graph, replayed (None on failure)."""
-    try:
-        fn()
-        torch.cuda.synchronize()
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            for _ in range(inner):
-                fn()
-        g.replay()
-        torch.cuda.synchronize()
-        out = []
-        for _ in range(reps):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            g.replay()
-            b.record()
-            torch.cuda.synchronize()
-            out.append(a.elapsed_time(b) * 1e-3 / inner)
-        return statistics.median(out)
-    except Exception as e:  # noqa: BLE001
-        print(f"  (CUDA graph capture failed: {type(e).__name__}: {e})")
-        return None
 
 
 def gpu_note(fn, per_byte: float, unit: str) -> str:

@@ -21,12 +21,12 @@ import argparse
 import importlib.util
 import pathlib
 import re
-import statistics
 import time
 
 import torch
 
 import tilec as ct
+from timing import graphed, timed  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = [(1, 4), (1, 8), (1, 16), (1, 32), (2, 16), (2, 32)]   # (BM, num_warps)
@@ -59,48 +59,8 @@ def load(name):
     return mod
 
 
-def timed(fn, reps: int, inner: int = 10) -> float:
-    """Median seconds per call: `inner` calls back to back between two CUDA events (so the
-    host's launch work overlaps the GPU's), `reps` such samples, after a warm-up."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(inner):
-            fn()
-        b.record()
-        torch.cuda.synchronize()
-        out.append(a.elapsed_time(b) * 1e-3 / inner)
-    return statistics.median(out)
 
 
-def graphed(fn, reps: int, inner: int = 10) -> float | None:
-    """Median seconds per call of `inner` calls captured in one CUDA graph and replayed: the
-    GPU's time alone, without the host's launch work (None if capture fails)."""
-    try:
-        fn()
-        torch.cuda.synchronize()
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            for _ in range(inner):
-                fn()
-        g.replay()
-        torch.cuda.synchronize()
-        out = []
-        for _ in range(reps):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            g.replay()
-            b.record()
-            torch.cuda.synchronize()
-            out.append(a.elapsed_time(b) * 1e-3 / inner)
-        return statistics.median(out)
-    except Exception as e:  # noqa: BLE001 - a bench reports and goes on
-        print(f"  (CUDA graph capture failed: {type(e).__name__}: {e})")
-        return None
 
 
 def resources(kernel, args) -> str:
