@@ -56,7 +56,7 @@ class Kernel:
         self.params = [Param(p.name, _param_kind(p.annotation)) for p in sig.parameters.values()]
         self.param_names = [p.name for p in self.params]
         self.static_dims: set = set()       # (param index, axis) learnt from tracing
-        self._plans: dict = {}              # (grid, options, launch_signature) -> launch closure
+        self._plans: dict = {}              # (grid, options, TILEC_TARGET, launch_signature) -> closure
         self._disk_dims_loaded = False      # static_dims merged with the disk cache's yet?
         self._cache: dict = {}
         self._lock = threading.Lock()
