@@ -57,6 +57,7 @@ class Kernel:
         self.param_names = [p.name for p in self.params]
         self.static_dims: set = set()       # (param index, axis) learnt from tracing
         self._plans: dict = {}              # (grid, options, TILEC_TARGET, launch_signature) -> closure
+        self._launchers: dict = {}          # grid tuple -> Launcher (kernel[grid] on the hot path)
         self._disk_dims_loaded = False      # static_dims merged with the disk cache's yet?
         self._cache: dict = {}
         self._lock = threading.Lock()
@@ -75,7 +76,12 @@ class Kernel:
         return self  # never binds `self`: kernels in class bodies launch as self.k[grid](...)
 
     def __getitem__(self, grid) -> "Launcher":
-        return Launcher(self, normalize_grid(self, grid))
+        launcher = self._launchers.get(grid) if type(grid) is tuple else None
+        if launcher is None:
+            launcher = Launcher(self, normalize_grid(self, grid))
+            if type(grid) is tuple and len(self._launchers) < 256:
+                self._launchers[grid] = launcher
+        return launcher
 
     def __call__(self, *args, **kwargs):
         raise LaunchError(f"kernel '{self.name}' ({self.where}) must be launched with a grid: "
@@ -111,12 +117,11 @@ class Kernel:
                 parts.append(1.5)
             elif t is np.ndarray:
                 parts.append((a.dtype, a.ndim, a.flags.c_contiguous, self._static_sizes(i, a.shape)))
-            elif t.__module__ == "torch" and t.__name__ == "Tensor" and a.is_cuda:
+            elif t is _torch_tensor_type(t) and a.is_cuda:
                 shape = a.shape
-                ptr = a.data_ptr()
-                aligned = ptr % 16 == 0 and (len(shape) < 2 or shape[-1] * a.element_size() % 16 == 0)
+                aligned = a.data_ptr() % 16 == 0 and (len(shape) < 2 or shape[-1] * a.element_size() % 16 == 0)
                 parts.append((a.dtype, len(shape), a.is_contiguous(), a.get_device(), aligned,
-                              self._static_sizes(i, shape)))
+                              self._static_sizes(i, shape) if self.static_dims else ()))
             else:
                 return None
         try:
@@ -288,6 +293,19 @@ class Launcher:
 
             plan = prepare_launch(artifact, self.grid, value_args)
         self.kernel._plans[(self.grid, self.options, _target_env(), signature)] = plan
+
+
+_TORCH_TENSOR: list = []
+
+
+def _torch_tensor_type(t):
+    """`torch.Tensor` once torch is imported (resolved on first sight of a torch object)."""
+    if _TORCH_TENSOR:
+        return _TORCH_TENSOR[0]
+    if t.__module__ == "torch" and t.__name__ == "Tensor":
+        _TORCH_TENSOR.append(t)
+        return t
+    return None
 
 
 def _launch_options(kernel: Kernel, options, kwargs: dict):
