@@ -178,3 +178,40 @@ def test_kernel_assembles_for_every_target(case):
     specs, _ = kernel.bind(tuple(make(np.random.default_rng(1))))
     for target in targets:
         assemble(compile_kernel(kernel, specs, target).gpu.ptx, target)
+
+
+def _cli_arg(name, spec) -> str:
+    if isinstance(spec, TensorSpec):
+        return f"{name}={spec.dtype.name}[{','.join('?' if d is None else str(d) for d in spec.static_shape)}]"
+    if isinstance(spec, ScalarSpec):
+        return f"{name}={spec.dtype.name}"
+    return f"{name}={str(spec.value).lower()}"
+
+
+@needs_ptxas
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_cli_compiles_every_example_for_sm_100(example, name, tmp_path):
+    """`tilec compile examples/<each>.py --target sm_100 --emit ptx` writes PTX that
+    `ptxas --gpu-name sm_100a` accepts."""
+    from tilec.backends.ptx.ptxas import assemble
+    from tilec.cli import main
+
+    kname, specs = EXAMPLES[name]
+    kernel = getattr(example(name), kname)
+    argv = ["compile", f"examples/{name}.py", "--kernel", kname, "--target", "sm_100", "--emit", "ptx",
+            "-o", str(tmp_path / f"{name}.ptx")]
+    for pname, spec in zip(kernel.param_names, specs):
+        argv += ["--arg", _cli_arg(pname, spec)]
+    root = K.__file__.rsplit("/tests/", 1)[0]
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(argv) == 0
+    finally:
+        os.chdir(cwd)
+    ptx = (tmp_path / f"{name}.ptx").read_text()
+    assert ".target sm_100a" in ptx
+    cubin, _ = assemble(ptx, "sm_100a")
+    assert cubin[:4] == b"\x7fELF"
