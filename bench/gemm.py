@@ -35,23 +35,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import tilec as ct  # noqa: E402
 
 
-@ct.kernel
-def matmul_grouped(A: ct.Tensor, B: ct.Tensor, C: ct.Tensor, BM: ct.Constant[int], BN: ct.Constant[int],
-                   BK: ct.Constant[int], GROUP_M: ct.Constant[int]):
-    pid = ct.tile_idx(0)
-    num_m = ct.cdiv(A.shape[0], BM)
-    num_n = ct.cdiv(B.shape[1], BN)
-    in_group = GROUP_M * num_n
-    first_m = (pid // in_group) * GROUP_M
-    size_m = ct.minimum(num_m - first_m, GROUP_M)
-    i = first_m + (pid % in_group) % size_m
-    j = (pid % in_group) // size_m
-    acc = ct.zeros([BM, BN], ct.float32)
-    for k in range(ct.cdiv(A.shape[1], BK)):
-        a = ct.load_tile(A, offset=[i * BM, k * BK], size=[BM, BK])
-        b = ct.load_tile(B, offset=[k * BK, j * BN], size=[BK, BN])
-        acc = acc + ct.matmul(a, b)
-    ct.store_tile(C, offset=[i * BM, j * BN], tile=acc)
+sys.path.insert(0, str(ROOT / "examples"))
+from matmul import matmul_grouped  # noqa: E402  (examples/matmul.py)
 
 
 def _example_kernel():

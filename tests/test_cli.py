@@ -10,7 +10,7 @@ from tilec.cli import main, parse_arg_spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MATMUL = str(ROOT / "examples" / "matmul.py")
-MATMUL_ARGS = ["--arg", "A=f16[?,?]", "--arg", "B=f16[?,?]", "--arg", "C=f32[?,?]",
+MATMUL_ARGS = ["--kernel", "matmul_kernel", "--arg", "A=f16[?,?]", "--arg", "B=f16[?,?]", "--arg", "C=f32[?,?]",
                "--arg", "BM=64", "--arg", "BN=64", "--arg", "BK=32"]
 
 

@@ -138,7 +138,7 @@ def test_unsupported_combination_names_op_dtype_and_target(tmp_path):
 
 
 def test_cli_emits_ptx_and_cubin(tmp_path):
-    args = ["compile", "examples/matmul.py", "--target", "sm_90a", "--arg", "A=f16[?,?]", "--arg", "B=f16[?,?]",
+    args = ["compile", "examples/matmul.py", "--kernel", "matmul_kernel", "--target", "sm_90a", "--arg", "A=f16[?,?]", "--arg", "B=f16[?,?]",
             "--arg", "C=f32[?,?]", "--arg", "BM=64", "--arg", "BN=64", "--arg", "BK=32"]
     root = K.__file__.rsplit("/tests/", 1)[0]
     r = subprocess.run([sys.executable, "-m", "tilec.cli", *args, "--emit", "ptx"], cwd=root,

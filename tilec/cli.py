@@ -1,6 +1,6 @@
 """`tilec compile`: compile the `@ct.kernel`s of a Python file ahead of time.
 
-    tilec compile examples/matmul.py --target cpu --arg A=f16[?,?] --arg B=f16[?,?] \\
+    tilec compile examples/matmul.py --kernel matmul_kernel --target cpu --arg A=f16[?,?] --arg B=f16[?,?] \\
         --arg C=f32[?,?] --arg BM=64 --arg BN=64 --arg BK=32 --print-ir-after-all
 
 Argument types come from annotations (`ct.Constant[int]` needs a value, `int`/`float`
