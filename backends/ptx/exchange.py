@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from tilec import dtypes as dt
 
+from . import numerics as N
 from .emitter import KernelEmitter, Val
 from .layout import Blocked, Sliced
 from .lower_grid import constant_reg
@@ -61,6 +62,23 @@ def store_tile(em: KernelEmitter, val: Val, byte_offset: int) -> None:
             x = r
         guard = f"@{pred} " if pred else ""
         em.ins(f"{guard}st.shared.{typ} [{base}+{layout.slot_const(s) * size}], {x}")
+
+
+def load_f32_tile(em: KernelEmitter, layout: Blocked, base: str) -> list[str]:
+    """The f32 registers of `layout` read from a row-major f32 tile at smem address `base` (the
+    inverse of `store_tile` for f32; slots outside the tile read 0)."""
+    regs = []
+    for s in range(layout.num_slots):
+        r = em.new("f")
+        pred = em.slot_pred(layout, s)
+        if layout.slot_never_valid(s):
+            em.ins(f"mov.f32 {r}, {N.ZERO}")
+        else:
+            if pred:
+                em.ins(f"mov.f32 {r}, {N.ZERO}")
+            em.ins(f"{'@' + pred + ' ' if pred else ''}ld.shared.f32 {r}, [{base}+{layout.slot_const(s) * 4}]")
+        regs.append(r)
+    return regs
 
 
 def load_element(em: KernelEmitter, d: dt.DType, byte_offset: int, index, pred: str | None = None,

@@ -26,7 +26,7 @@ from tilec.dialects import tile as T
 
 from . import numerics as N
 from .emitter import KernelEmitter, Val
-from .exchange import store_tile, thread_base
+from .exchange import load_f32_tile, store_tile, thread_base
 
 MMA_TYPES = {dt.float16: "f16", dt.bfloat16: "bf16"}
 
@@ -125,18 +125,7 @@ def lower_matmul_mma(em: KernelEmitter, op: T.MatmulOp) -> None:
     em.bar()
 
     base = em.as_reg(thread_base(em, c_layout, 4, off_c))
-    regs = []
-    for s in range(c_layout.num_slots):
-        r = em.new("f")
-        pred = em.slot_pred(c_layout, s)
-        if c_layout.slot_never_valid(s):
-            em.ins(f"mov.f32 {r}, {N.ZERO}")
-        else:
-            if pred:
-                em.ins(f"mov.f32 {r}, {N.ZERO}")
-            em.ins(f"{'@' + pred + ' ' if pred else ''}ld.shared.f32 {r}, [{base}+{c_layout.slot_const(s) * 4}]")
-        regs.append(r)
-    em.set(op.result, Val(dt.float32, c_layout, regs))
+    em.set(op.result, Val(dt.float32, c_layout, load_f32_tile(em, c_layout, base)))
 
 
 def _store_a(em: KernelEmitter, a: Val, ty: str) -> None:

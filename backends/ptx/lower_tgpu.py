@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from tilec import dtypes as dt
 from tilec.dialects import tgpu as G
 
-from . import numerics as N
 from .descriptors import Sm90SmemDescriptor, Sm90Swizzle
 from .emitter import KernelEmitter, KernelParam, Val, lowers
 from .layout import Blocked
@@ -316,7 +315,7 @@ def lower_to_fragment(em: KernelEmitter, op: G.ToFragmentOp) -> None:
 
 @lowers(G.FromFragmentOp)
 def lower_from_fragment(em: KernelEmitter, op: G.FromFragmentOp) -> None:
-    from .exchange import thread_base
+    from .exchange import load_f32_tile, thread_base
 
     m, n = op.source.type.get_shape()
     frag = em.get_any(op.source)
@@ -330,18 +329,7 @@ def lower_from_fragment(em: KernelEmitter, op: G.FromFragmentOp) -> None:
     em.bar()
     layout = Blocked((m, n), em.num_threads)
     tb = em.as_reg(thread_base(em, layout, 4, 0))
-    regs = []
-    for s in range(layout.num_slots):
-        r = em.new("f")
-        pred = em.slot_pred(layout, s)
-        if layout.slot_never_valid(s):
-            em.ins(f"mov.f32 {r}, {N.ZERO}")
-        else:
-            if pred:
-                em.ins(f"mov.f32 {r}, {N.ZERO}")
-            em.ins(f"{'@' + pred + ' ' if pred else ''}ld.shared.f32 {r}, [{tb}+{layout.slot_const(s) * 4}]")
-        regs.append(r)
-    em.set(op.result, Val(dt.float32, layout, regs))
+    em.set(op.result, Val(dt.float32, layout, load_f32_tile(em, layout, tb)))
 
 
 # ---------------------------------------------------------------------------- wgmma
