@@ -3,6 +3,7 @@ torch.matmul (cuBLAS) and a Triton matmul (the tutorial kernel, autotuned over H
 
     python bench/gemm.py                       # fp16 and bf16, 4096^3 and 8192^3
     python bench/gemm.py --sizes 4096 --dtypes f16 --json out.json
+    python bench/gemm.py --target sm_80        # tilec's Ampere path (cp.async + mma.sync) on this GPU
 
 C = A @ B with A [M, K] and B [K, N] row-major and C in the input dtype (what torch.matmul
 returns), accumulated in f32.  tilec is autotuned here over a few tile configs (BM, BN, BK,
@@ -50,6 +51,9 @@ def _example_kernel():
 #: (BK = 128 with 2 stages measured 420-525 TFLOP/s on the H100, so it is not tried.)
 CONFIGS = [("grouped", 128, 256, 64, 4), ("grouped", 128, 256, 64, 3), ("grouped", 128, 128, 64, 4),
            ("grouped", 256, 128, 64, 4), ("2d", 128, 256, 64, 4)]
+#: `--target sm_80` (TILEC_TARGET=sm_80: cp.async pipeline + mma.sync over 4 or 8 warps of <= 64x64)
+SM80_CONFIGS = [("grouped", 128, 128, 32, 3), ("grouped", 128, 128, 32, 4), ("grouped", 128, 128, 64, 3),
+                ("grouped", 128, 256, 32, 3), ("grouped", 256, 128, 32, 3), ("2d", 128, 256, 32, 3)]
 
 
 def tilec_launcher(kind, bm, bn, bk, stages, m, n):
@@ -241,18 +245,25 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
     p.add_argument("--dtypes", nargs="+", default=["f16", "bf16"])
     p.add_argument("--json", default=None)
+    p.add_argument("--target", choices=["sm_90a", "sm_80"], default=None,
+                   help="tilec target (default: the GPU's own); sm_80 forces the cp.async + mma.sync path")
     args = p.parse_args()
+    if args.target == "sm_80":
+        import os
+
+        os.environ["TILEC_TARGET"] = "sm_80"
+        CONFIGS[:] = SM80_CONFIGS
     log = lambda s: print(s, flush=True)  # noqa: E731
     props = torch.cuda.get_device_properties(0)
     log(f"device: {props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, "
         f"triton {triton.__version__}, python {platform.python_version()}")
-    conv = probe_mn_major_descriptor()
+    conv = probe_mn_major_descriptor() if args.target != "sm_80" else None   # an sm_90a wgmma detail
     rows = []
     for d in args.dtypes:
         for s in args.sizes:
             bench_one({"f16": torch.float16, "bf16": torch.bfloat16}[d], s, rows, log)
     extra = {"launch_us": launch_overhead(log)}
-    if rows and rows[0]["tilec_config"]:
+    if rows and rows[0]["tilec_config"] and args.target != "sm_80":
         r0 = rows[0]
         extra["epilogue"] = epilogue_ab({"fp16": torch.float16, "bf16": torch.bfloat16}[r0["dtype"]], r0["size"],
                                         r0["tilec_config"], log)
@@ -271,6 +282,7 @@ def main() -> None:
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(
             {"date": datetime.date.today().isoformat(), "device": props.name, "mn_major_convention": conv,
+             "target": args.target or "native",
              "first_compile_s": _first_compile[0] if _first_compile else None, "rows": rows, **extra},
             indent=1, default=str))
 

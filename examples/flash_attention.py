@@ -47,8 +47,14 @@ def flash_attention_fwd(Q: ct.Tensor, K: ct.Tensor, V: ct.Tensor, O: ct.Tensor, 
     ct.store_tile(O, offset=[b, h, m_blk * BM, 0], tile=out)
 
 
-def attention(q, k, v, out, causal=False, BM=64, BN=64):
+def attention(q, k, v, out, causal=False, BM=None, BN=None):
+    """O = attention(q, k, v) into `out`.  BM / BN (query / key tile rows) default to 128 for
+    head dims the sm_90a wgmma path takes (multiples of 64 up to 128: both matmuls on
+    wgmma, two warpgroups), else 64."""
     batch, heads, seq, d = q.shape
+    fast = d % 64 == 0 and d <= 128
+    BM = BM or (128 if fast else 64)
+    BN = BN or (128 if fast else 64)
     flash_attention_fwd[(ct.cdiv(seq, BM), heads, batch)](q, k, v, out, 1.0 / math.sqrt(d), BM, BN, d, causal)
     return out
 

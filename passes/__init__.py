@@ -48,6 +48,24 @@ def _tile_async_copy() -> type[ModulePass]:
     return TileAsyncCopyPass
 
 
+def _tile_pipeline_cp_async() -> type[ModulePass]:
+    from tilec.passes.pipeline_cp_async import TilePipelineCpAsyncPass
+
+    return TilePipelineCpAsyncPass
+
+
+def _tile_attention_wgmma() -> type[ModulePass]:
+    from tilec.passes.attention_wgmma import TileAttentionWgmmaPass
+
+    return TileAttentionWgmmaPass
+
+
+def _tile_w4a16() -> type[ModulePass]:
+    from tilec.passes.w4a16 import TileW4A16Pass
+
+    return TileW4A16Pass
+
+
 def _canonicalize() -> type[ModulePass]:
     from xdsl.transforms.canonicalize import CanonicalizePass
 
@@ -73,6 +91,9 @@ TILEC_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "tile-select-mma": _tile_select_mma,
     "tile-promote-smem": _tile_promote_smem,
     "tile-async-copy": _tile_async_copy,
+    "tile-w4a16": _tile_w4a16,
+    "tile-attention-wgmma": _tile_attention_wgmma,
+    "tile-pipeline-cp-async": _tile_pipeline_cp_async,
 }
 #: the xDSL passes tilec pipelines use, under their xDSL names.
 def _licm() -> type[ModulePass]:

@@ -69,3 +69,154 @@ def test_sim_target_runs_host_launches_through_the_ptx_simulator(monkeypatch, ex
     import pytest
     with pytest.raises(ct.LaunchError, match="TILEC_TARGET"):
         mod.matmul(a, b, np.zeros((70, 40), np.float32))
+
+
+# ----------------------------------------------------------------------------- the fast path
+# GPU plans launch through a generated function (tilec.runtime.fast_launch).  Without a GPU these
+# tests drive it with host torch tensors, a fake driver launcher and `is_cuda` patched to True:
+# the guard must accept exactly the arguments whose launch signature equals the plan's.
+
+
+@ct.kernel
+def tiny_add(X: ct.Tensor, Y: ct.Tensor, Z: ct.Tensor, s: float, B: ct.Constant[int]):
+    i = ct.tile_idx(0)
+    x = ct.load_tile(X, offset=[i * B], size=[B])
+    ct.store_tile(Z, offset=[i * B], tile=x + ct.load_tile(Y, offset=[i * B], size=[B]) * s)
+
+
+class _FakeDriverLauncher:
+    """Stands in for tilec.runtime.cuda.Launcher: records what each launch packed."""
+
+    def __init__(self):
+        self.packed, self.launches, self.calls = None, [], []
+
+    def fast_parts(self, dims):
+        def pack_into(buf, offset, *values):
+            self.packed = values
+
+        return pack_into, None, 0, lambda: self.launches.append((dims, self.packed))
+
+    def __call__(self, dims, *values):  # the general plan's launch
+        self.calls.append((dims, values))
+
+
+def _gpu_plan(monkeypatch, kernel, grid, args):
+    """Compile `kernel` for sm_90a and install the plan a GPU launch of `args` would leave."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    import tilec.runtime.cuda as cuda
+    import tilec.runtime.launch as launch
+
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True), raising=False)
+    fake = _FakeDriverLauncher()
+    monkeypatch.setattr(launch, "_launcher", lambda artifact, device: fake)
+    monkeypatch.setattr(cuda, "current_device", lambda: {"ordinal": 0})
+    host = tuple(a.numpy() if isinstance(a, torch.Tensor) else a for a in args)
+    artifact, _ = kernel.compile_for(host, "sm_90a")
+    launcher = kernel[grid]
+    launcher._fast = None                    # (the Launcher of this grid is shared by the tests)
+    launcher._remember_plan(args, artifact, "sm_90a")
+    assert launcher._fast is None            # generated on the plan's first reuse
+    launcher(*args)                          # the plan-dict path (fake.calls), which builds it
+    assert len(fake.calls) == 1 and launcher._fast is not None
+    fake.calls.clear()
+    return launcher, fake, torch
+
+
+def test_fast_path_packs_pointers_dims_and_scalars(monkeypatch):
+    tiny_add._plans.clear()
+    torch_args = __import__("pytest").importorskip("torch")
+    x, y, z = (torch_args.zeros(256) for _ in range(3))
+    launcher, fake, torch = _gpu_plan(monkeypatch, tiny_add, (2,), (x, y, z, 0.5, 128))
+    assert launcher._fast is not None and "def fast" in launcher._fast[3].source
+    x2, y2, z2 = (torch.zeros(512) for _ in range(3))          # same signature, other sizes/pointers
+    launcher(x2, y2, z2, -3.0, 128)
+    (dims, packed), = fake.launches
+    assert dims == (2, 1, 1)
+    gpu = next(iter(tiny_add._cache.values())).gpu
+    expect = {("tensor", 0): x2.data_ptr(), ("dim", 0, 0): 512, ("tensor", 1): y2.data_ptr(),
+              ("dim", 1, 0): 512, ("tensor", 2): z2.data_ptr(), ("dim", 2, 0): 512}
+    for p, v in zip(gpu.params, packed):
+        assert v == (expect[p.role] if p.role[0] != "scalar" else -3.0), p
+    assert not fake.calls                                       # the general plan was not needed
+
+
+def test_fast_path_falls_back_on_any_signature_change(monkeypatch):
+    """Each change leaves the generated function (returns False) for the general path; a
+    different dtype, rank, contiguity, alignment, constant or scalar width never launches fast."""
+    import pytest
+
+    tiny_add._plans.clear()
+    torch = pytest.importorskip("torch")
+    x, y, z = (torch.zeros(256) for _ in range(3))
+    launcher, fake, _ = _gpu_plan(monkeypatch, tiny_add, (2,), (x, y, z, 0.5, 128))
+    fast = launcher._fast[3]
+    sig = tiny_add.launch_signature
+    base = (x, y, z, 0.5, 128)
+    variants = [
+        (x.clone(), y, z, 2.0, 128),                            # same signature
+        (x.half(), y, z, 0.5, 128),                             # dtype
+        (x.reshape(2, 128), y, z, 0.5, 128),                    # rank
+        (torch.zeros(512)[::2], y, z, 0.5, 128),                # contiguity
+        (torch.zeros(257)[1:], y, z, 0.5, 128),                 # 16-byte alignment of the base
+        (x, y, z, 0.5, 64),                                     # constant value
+        (x, y, z, 0.5, True),                                   # constant type (True == 1)
+        (x, y, z, 1, 128),                                      # scalar kind
+        (x.numpy(), y, z, 0.5, 128),                            # a host array
+        (x, y, z, 0.5),                                         # arity
+    ]
+    for args in variants:
+        same = len(args) == len(base) and sig(args) == sig(base)
+        assert fast(args) is same, args
+    assert len(fake.launches) == 1
+
+
+def test_fast_path_checks_static_dims_and_goes_stale_with_the_plans(monkeypatch):
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    x, y, z = (torch.zeros(256) for _ in range(3))
+    tiny_add._plans.clear()
+    launcher, fake, _ = _gpu_plan(monkeypatch, tiny_add, (2,), (x, y, z, 0.5, 128))
+    entry = launcher._fast
+    tiny_add._plans.clear()                                     # e.g. a static dim was learnt
+    assert entry[1].generation != entry[2]                      # Launcher.__call__ skips it now
+    monkeypatch.setattr(tiny_add, "static_dims", {(0, 0)})
+    launcher._remember_plan((x, y, z, 0.5, 128), next(iter(tiny_add._cache.values())), "sm_90a")
+    launcher(x, y, z, 0.5, 128)
+    fast = launcher._fast[3]
+    assert "s0[0] != 256" in fast.source
+    assert fast((x, y, z, 0.5, 128)) and not fast((torch.zeros(512), y, z, 0.5, 128))
+    monkeypatch.setattr(tiny_add, "static_dims", set())
+    tiny_add._plans.clear()
+
+
+def test_fast_path_respects_tilec_target(monkeypatch):
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    x, y, z = (torch.zeros(256) for _ in range(3))
+    tiny_add._plans.clear()
+    launcher, fake, _ = _gpu_plan(monkeypatch, tiny_add, (2,), (x, y, z, 0.5, 128))
+    from tilec.jit import _target_token
+
+    assert launcher._fast[0] == _target_token()
+    monkeypatch.setenv("TILEC_TARGET", "sm_80")
+    assert _target_token() != launcher._fast[0]                 # a changed target skips the fast entry
+    tiny_add._plans.clear()
+
+
+def test_launch_keywords_reuse_a_launcher_per_option_set(monkeypatch):
+    """`k[grid](..., num_stages=3)` goes through a cached Launcher of (grid, options), so a
+    repeated launch with the same keywords takes that Launcher's plan (and fast path)."""
+    axpy._plans.clear()
+    launcher = axpy[(4,)]
+    x = np.arange(128, dtype=np.float32)
+    for stages in (2, 3, 2):
+        y = np.ones(128, np.float32)
+        launcher(x, y, 2.0, 32, num_stages=stages)
+        np.testing.assert_allclose(y, 1.0 + 2.0 * x)
+    assert sorted(o.options.num_stages for o in launcher._by_options.values()) == [2, 3]
+    assert {k[1].num_stages for k in axpy._plans} == {2, 3}            # one plan per option set
+    assert launcher._with_options({"B": 1}) is None                      # a kernel parameter: not an option

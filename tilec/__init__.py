@@ -24,13 +24,13 @@ _API = ("Constant", "Tensor", "abs", "arange", "argmax", "argmin", "astype", "bi
         "log", "log2", "matmul", "max", "maximum", "min", "minimum", "num_tiles", "ones", "permute", "quantize",
         "rand", "relu", "reshape", "rsqrt", "scaled_matmul", "sigmoid", "sin", "sqrt", "static_range",
         "store_tile", "sum", "tanh", "tile_idx", "transpose", "where", "zeros")
-_DTYPES = ("bfloat16", "bool_", "float4_e2m1fn", "float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu", "float16",
+_DTYPES = ("bfloat16", "bool_", "float4_e2m1fn", "float6_e2m3fn", "float6_e3m2fn", "float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu", "float16",
            "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint32")
 _EXPORTS = {**{n: "tilec.api" for n in _API}, **{n: "tilec.dtypes" for n in _DTYPES},
             "CompileError": "tilec.errors", "LaunchError": "tilec.errors", "TilecError": "tilec.errors",
             "Kernel": "tilec.jit", "kernel": "tilec.jit", "autotune": "tilec.tuning", "Config": "tilec.tuning",
             "FP4Tensor": "tilec.fp4", "fp4_tensor": "tilec.fp4"}
-_SUBMODULES = ("fp4",)   # `tilec.fp4`: host-side packing and quantization of FP4
+_SUBMODULES = ("fp4", "fp6", "nn")   # `tilec.fp4` / `tilec.fp6`: host-side packing; `tilec.nn`: library kernels
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["compile", "__version__"]
 

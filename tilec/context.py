@@ -67,6 +67,13 @@ def _tgpu() -> Dialect:
     return Tgpu
 
 
+@cache
+def _w4a16() -> Dialect:
+    from tilec.dialects.w4a16 import W4A16
+
+    return W4A16
+
+
 #: dialect name -> cached factory; the set of dialects tile IR may contain.
 DIALECTS: dict[str, Callable[[], Dialect]] = {
     "builtin": _builtin,
@@ -76,7 +83,7 @@ DIALECTS: dict[str, Callable[[], Dialect]] = {
     "scf": _scf,
 }
 #: dialects tilec defines itself (also registered by `tilec-opt` beside all of xDSL's).
-TILEC_DIALECTS: dict[str, Callable[[], Dialect]] = {"tile": _tile, "tgpu": _tgpu}
+TILEC_DIALECTS: dict[str, Callable[[], Dialect]] = {"tile": _tile, "tgpu": _tgpu, "w4a16": _w4a16}
 
 
 def register_dialects(ctx: Context, dialects: dict[str, Callable[[], Dialect]] | None = None) -> None:

@@ -6,8 +6,10 @@ builtin type.  The promotion rules are numpy-like with "weak" Python scalars:
 
 * bool < integers < floats (a float always wins over an integer);
 * two integers: the wider one (signed wins at equal width: u8 + i8 -> i16);
-* two floats: the wider one; two different floats of equal width (f16 + bf16,
-  e4m3 + e5m2) promote to the next wider standard float (f32, f16);
+* two floats: the wider one (if it holds every value of the other, else the next wider
+  standard float: e5m2 + e2m3 -> f16); two different floats of equal width (f16 + bf16,
+  e4m3 + e5m2, e2m3 + e3m2) promote to the next wider standard float (f32, f16, e4m3,
+  which holds every e2m3 and e3m2 value);
 * the scale type e8m0 (powers of two, no zero or sign) promotes like bf16, which holds
   all its values: e8m0 + e4m3 -> bf16, e8m0 + f16 -> f32;
 * a Python ``int`` or ``float`` takes the tile's dtype (``f16_tile * 2.0`` is f16),
@@ -18,7 +20,7 @@ builtin type.  The promotion rules are numpy-like with "weak" Python scalars:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import ml_dtypes
 import numpy as np
@@ -62,7 +64,8 @@ class DType:
             "f32": b.Float32Type, "f16": b.Float16Type, "bf16": b.BFloat16Type,
             "f64": b.Float64Type, "f8E4M3FN": b.Float8E4M3FNType,
             "f8E5M2": b.Float8E5M2Type, "f4E2M1FN": b.Float4E2M1FNType,
-            "f8E8M0FNU": b.Float8E8M0FNUType,
+            "f8E8M0FNU": b.Float8E8M0FNUType, "f6E2M3FN": b.Float6E2M3FNType,
+            "f6E3M2FN": b.Float6E3M2FNType,
         }[self.name]()
 
 
@@ -78,6 +81,10 @@ float8_e4m3fn = _d("f8E4M3FN", "float8_e4m3fn", "float", 8, ml_dtypes.float8_e4m
 float8_e5m2 = _d("f8E5M2", "float8_e5m2", "float", 8, ml_dtypes.float8_e5m2)
 float8_e8m0fnu = _d("f8E8M0FNU", "float8_e8m0fnu", "float", 8, ml_dtypes.float8_e8m0fnu)
 float4_e2m1fn = _d("f4E2M1FN", "float4_e2m1fn", "float", 4, ml_dtypes.float4_e2m1fn)
+#: fp6 (OCP MX): stored one value per byte (ml_dtypes' storage, code in the low 6 bits); `tilec.fp6`
+#: packs them four to three bytes for interchange and describes the smem layout of the MMAs
+float6_e2m3fn = _d("f6E2M3FN", "float6_e2m3fn", "float", 6, ml_dtypes.float6_e2m3fn)
+float6_e3m2fn = _d("f6E3M2FN", "float6_e3m2fn", "float", 6, ml_dtypes.float6_e3m2fn)
 int64 = _d("i64", "int64", "int", 64, np.int64)
 int32 = _d("i32", "int32", "int", 32, np.int32)
 int16 = _d("i16", "int16", "int", 16, np.int16)
@@ -87,7 +94,7 @@ uint32 = _d("ui32", "uint32", "uint", 32, np.uint32)
 bool_ = _d("i1", "bool", "bool", 1, np.bool_)
 
 ALL = (float64, float32, float16, bfloat16, float8_e4m3fn, float8_e5m2, float8_e8m0fnu,
-       float4_e2m1fn, int64, int32, int16, int8, uint8, uint32, bool_)
+       float4_e2m1fn, float6_e2m3fn, float6_e3m2fn, int64, int32, int16, int8, uint8, uint32, bool_)
 BY_NAME = {d.name: d for d in ALL} | {d.api_name: d for d in ALL}
 _BY_NP = {d.np_dtype: d for d in ALL}
 
@@ -127,7 +134,7 @@ def lookup(name) -> DType:
         raise KeyError(f"unknown dtype {name!r}") from None
 
 
-_NEXT_WIDER_FLOAT = {16: float32, 8: float16, 4: float8_e4m3fn, 32: float64}
+_NEXT_WIDER_FLOAT = {16: float32, 8: float16, 6: float8_e4m3fn, 4: float8_e4m3fn, 32: float64}
 
 
 def promote(a: DType, b: DType) -> DType:
@@ -143,7 +150,10 @@ def promote(a: DType, b: DType) -> DType:
         return a if order[a.kind] > order[b.kind] else b
     if a.is_float:
         if a.bits != b.bits:
-            return a if a.bits > b.bits else b
+            wide, narrow = (a, b) if a.bits > b.bits else (b, a)
+            while not holds(wide, narrow):      # e5m2 lacks e2m3's third mantissa bit: f16
+                wide = _NEXT_WIDER_FLOAT[wide.bits]
+            return wide
         return _NEXT_WIDER_FLOAT[a.bits]
     # integers
     if a.kind == b.kind:
@@ -152,6 +162,20 @@ def promote(a: DType, b: DType) -> DType:
     if s.bits > u.bits:
         return s
     return BY_NAME["i" + str(min(64, u.bits * 2))]
+
+
+@lru_cache(maxsize=None)
+def holds(wide: DType, narrow: DType) -> bool:
+    """Every finite value of float `narrow` is a value of float `wide` (checked value by value
+    for <= 8-bit `narrow`; a wider `narrow` is held by the wider standard floats)."""
+    if wide is narrow:
+        return True
+    if narrow.bits > 8:
+        return wide.bits > narrow.bits
+    v = np.arange(1 << narrow.bits, dtype=np.uint8).view(narrow.np_dtype).astype(np.float64)
+    v = v[np.isfinite(v)]
+    with np.errstate(all="ignore"):
+        return bool(np.array_equal(v.astype(wide.np_dtype).astype(np.float64), v))
 
 
 def promote_with_scalar(t: DType, value) -> DType:

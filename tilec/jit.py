@@ -56,7 +56,7 @@ class Kernel:
         self.params = [Param(p.name, _param_kind(p.annotation)) for p in sig.parameters.values()]
         self.param_names = [p.name for p in self.params]
         self.static_dims: set = set()       # (param index, axis) learnt from tracing
-        self._plans: dict = {}              # (grid, options, TILEC_TARGET, launch_signature) -> closure
+        self._plans = PlanCache()           # (grid, options, TILEC_TARGET, launch_signature) -> closure
         self._launchers: dict = {}          # grid tuple -> Launcher (kernel[grid] on the hot path)
         self._disk_dims_loaded = False      # static_dims merged with the disk cache's yet?
         self._cache: dict = {}
@@ -228,20 +228,52 @@ class Kernel:
         return bool(new)
 
 
+class PlanCache(dict):
+    """`Kernel._plans`: a dict whose `generation` changes on `clear()`, so the fast launch
+    functions Launchers keep (built from a plan) go stale with it."""
+
+    generation = 0
+
+    def clear(self) -> None:
+        self.generation += 1
+        super().clear()
+
+
 class Launcher:
+    """`kernel[grid]`: launches `kernel` on `grid`.  The steady state costs one call of the
+    generated fast function of the last plan used (tilec.runtime.fast_launch), which checks
+    the arguments against that plan's signature and launches; on a mismatch the launch
+    takes the plan dict (keyed by `Kernel.launch_signature`), then the compile path."""
+
     def __init__(self, kernel: Kernel, grid: tuple[int, ...], options=None):
         self.kernel = kernel
         self.grid = grid
         self.options = options  # driver.CompileOptions (num_warps, num_stages) or None
+        self._fast = None       # (_target_token(), PlanCache, its generation, fast function)
+        self._by_options: dict = {}  # launch keywords (num_stages=, num_warps=) -> Launcher
 
     def __call__(self, *args, **kwargs):
-        if not kwargs:  # the steady state: a launch plan for this exact signature
+        if kwargs:
+            tuned = self._with_options(kwargs)
+            if tuned is not None:  # `num_stages=3`: that Launcher's fast path, not a re-bind per call
+                return tuned(*args)
+        fast = self._fast
+        if fast is not None and not kwargs and fast[1] is self.kernel._plans and fast[1].generation == fast[2] \
+                and _target_token() == fast[0]:
+            try:
+                if fast[3](args):
+                    return
+            except TilecError as e:
+                raise e.with_traceback(None) from e.__cause__
+        if not kwargs:  # a launch plan for this exact signature
             plan = self.kernel._plans.get((self.grid, self.options, _target_env(), self.kernel.launch_signature(args)))
             if plan is not None:
                 try:
-                    return plan(args)
+                    plan(args)
                 except TilecError as e:
                     raise e.with_traceback(None) from e.__cause__
+                self._set_fast(plan, args)
+                return
         try:
             options = self.options
             if kwargs and ("num_stages" in kwargs or "num_warps" in kwargs):
@@ -293,6 +325,41 @@ class Launcher:
 
             plan = prepare_launch(artifact, self.grid, value_args)
         self.kernel._plans[(self.grid, self.options, _target_env(), signature)] = plan
+        # the fast function is generated on the plan's first reuse (`__call__`), not here: a
+        # Launcher made per call (autotune configs) never pays for generating one
+
+    def _with_options(self, kwargs: dict) -> "Launcher | None":
+        """The Launcher of this grid with the compile options that launch keywords made of
+        `num_stages` / `num_warps` select (cached per keyword set), or None for other keywords."""
+        try:
+            key = tuple(kwargs.items())
+            hit = self._by_options.get(key)
+        except TypeError:
+            return None
+        if hit is None:
+            names = set(kwargs)
+            if not names <= {"num_stages", "num_warps"} or names & set(self.kernel.param_names):
+                return None
+            options = _launch_options(self.kernel, self.options, dict(kwargs))
+            hit = Launcher(self.kernel, self.grid, options)
+            if len(self._by_options) < 64:
+                self._by_options[key] = hit
+        return hit
+
+    def _set_fast(self, plan, args: tuple) -> None:
+        """Make `plan`'s fast function (if it has one for `args`) this Launcher's first try."""
+        build = getattr(plan, "fast", None)
+        if build is None:
+            self._fast = None
+            return
+        cache = plan.fast_cache = getattr(plan, "fast_cache", None) or {}
+        sig = self.kernel.launch_signature(args)
+        fn = cache.get(sig)
+        if fn is None and sig not in cache:
+            fn = cache[sig] = build(self.kernel, args)
+        plans = self.kernel._plans
+        gen = getattr(plans, "generation", None)   # a plain dict put there by hand: no fast path
+        self._fast = None if fn is None or gen is None else (_target_token(), plans, gen, fn)
 
 
 _TORCH_TENSOR: list = []
@@ -328,9 +395,22 @@ def _launch_options(kernel: Kernel, options, kwargs: dict):
 _OPTIONS: dict = {}  # (options, launch keywords) -> CompileOptions: no dataclass copy per launch
 
 
+_ENV_DATA = getattr(os.environ, "_data", None)   # the bytes dict behind os.environ (posix CPython)
+_ENV_KEY = os.environ.encodekey("TILEC_TARGET") if _ENV_DATA is not None and hasattr(os.environ, "encodekey") else None
+
+
 def _target_env() -> str:
     """`TILEC_TARGET` (see `runtime.launch.target_override`): part of every launch-plan key."""
     return os.environ.get("TILEC_TARGET", "")
+
+
+def _target_token():
+    """`TILEC_TARGET` as cheaply as it can be read, for the fast path's equality test: read per
+    launch (tests and users change it between launches) from the bytes dict behind `os.environ`
+    when there is one, instead of `os.environ.get`'s key encoding and value decoding."""
+    if _ENV_KEY is not None:
+        return _ENV_DATA.get(_ENV_KEY)
+    return os.environ.get("TILEC_TARGET")
 
 
 def normalize_grid(kernel: Kernel, grid) -> tuple[int, ...]:

@@ -172,7 +172,8 @@ class Sm100ScaleFactorSmemDescriptor(Sm100SmemDescriptor):
 
 _ALIASES = {"float16": "f16", "half": "f16", "bfloat16": "bf16", "float32": "f32", "float8_e4m3fn": "e4m3",
             "f8e4m3fn": "e4m3", "float8_e5m2": "e5m2", "f8e5m2": "e5m2", "float4_e2m1fn": "e2m1",
-            "f4e2m1fn": "e2m1", "float8_e8m0fnu": "ue8m0", "f8e8m0fnu": "ue8m0"}
+            "f4e2m1fn": "e2m1", "float8_e8m0fnu": "ue8m0", "f8e8m0fnu": "ue8m0", "float6_e2m3fn": "e2m3",
+            "f6e2m3fn": "e2m3", "float6_e3m2fn": "e3m2", "f6e3m2fn": "e3m2"}
 _AB_CODES = {"f16": {"f16": 0, "bf16": 1}, "tf32": {"tf32": 2},
              "f8f6f4": {"e4m3": 0, "e5m2": 1, "e2m3": 3, "e3m2": 4, "e2m1": 5}}
 _D_CODES = {"f16": {"f16": 0, "f32": 1}, "tf32": {"f32": 1}, "f8f6f4": {"f16": 0, "f32": 1}}

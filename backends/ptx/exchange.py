@@ -9,7 +9,7 @@ also precedes the writes, so the previous user of the scratch area has finished.
 Element sizes in shared memory: 4 bytes for 32-bit registers (narrow floats as their
 f32 value, bools as 0/1), 8 bytes for 64-bit ones.
 
-The source and destination may be in any layout (`layout.Blocked` or `layout.Sliced`):
+The source and destination may be in any layout (`layout.Blocked`, `layout.Mma` or `layout.Sliced`):
 a `Sliced` source writes each element once, from the thread and slot whose coordinates
 along the reduced axes are 0.  `to_layout` / `to_canonical` are the conversions
 `KernelEmitter.get` and the loop lowering use; a uniform value (a splat) converts for free.
@@ -23,7 +23,7 @@ from tilec import dtypes as dt
 
 from . import numerics as N
 from .emitter import KernelEmitter, Val
-from .layout import Blocked, Sliced
+from .layout import Blocked, Mma, Sliced
 from .lower_grid import constant_reg
 from .ptx_types import reg_class
 
@@ -115,11 +115,34 @@ def linear_index(em: KernelEmitter, shape: tuple[int, ...], coords: list):
     return idx
 
 
+def mma_base(em: KernelEmitter) -> tuple[str, str]:
+    """(row, column) of this thread's slot 0 in an `Mma` layout: 16*(tid/32) + (tid%32)/4, 2*(tid%4)."""
+    def make():
+        row, col, t = em.new("r"), em.new("r"), em.new("r")
+        em.ins(f"shr.u32 {row}, {em.tid}, 5")
+        em.ins(f"shl.b32 {row}, {row}, 4")
+        em.ins(f"bfe.u32 {t}, {em.tid}, 2, 3")
+        em.ins(f"add.u32 {row}, {row}, {t}")
+        em.ins(f"and.b32 {col}, {em.tid}, 3")
+        em.ins(f"shl.b32 {col}, {col}, 1")
+        return row, col
+    return em.memo("mma_base", make)
+
+
+def parent_coords(em: KernelEmitter, layout, slot: int) -> list:
+    """Coordinates of `slot` in a `Blocked` or `Mma` layout (a `Sliced` one's parent)."""
+    if isinstance(layout, Mma):
+        row, col = mma_base(em)
+        dr, dc = layout.slot_offsets(slot)
+        return [em.add_u32(row, dr), em.add_u32(col, dc)]
+    return em.coords(layout, slot)
+
+
 def layout_coords(em: KernelEmitter, layout, slot: int) -> list:
     """Coordinates (u32 regs or ints) of the element `slot` holds in this thread."""
     if isinstance(layout, Sliced):
-        return layout.result_coords(em.coords(layout.parent, slot))
-    return em.coords(layout, slot)
+        return layout.result_coords(parent_coords(em, layout.parent, slot))
+    return parent_coords(em, layout, slot)
 
 
 def layout_pred(em: KernelEmitter, layout, slot: int) -> str | None:
@@ -153,11 +176,13 @@ def store_any(em: KernelEmitter, val: Val, byte_offset: int) -> None:
         return
     cls = reg_class(val.dtype)
     typ, size = _KIND[cls]
+    if isinstance(layout, Mma):
+        layout = Sliced(layout, ())         # every slot its own element
     parent = layout.parent
     for s in range(layout.num_slots):
         if layout.slot_never_valid(s) or layout.rep_slot(s) != s:
             continue
-        pc = em.coords(parent, s)
+        pc = parent_coords(em, parent, s)
         pred = em.slot_pred(parent, s)
         skip = False
         for a in layout.axes:       # the owner: coordinate 0 along every reduced axis

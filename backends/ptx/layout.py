@@ -30,6 +30,14 @@ slot s of a thread holds the value of the reduced line through the element that 
 holds in `parent` (so slots and threads differing only in the bits of `axes` hold the
 same value, in one register per thread).  Broadcasting it back to `parent`'s shape
 moves no data; other consumers convert it (`exchange.to_layout`).
+
+`Mma(shape, num_threads)` is the wgmma accumulator layout of an [M, N] tile (M = 64 per
+warpgroup): thread t holds N/2 slots, slot s = 4i + q at row 16*(t/32) + (t%32)/4 + 8*(q/2)
+and column 8i + 2*(t%4) + q%2.  An S = Q K^T accumulator stays there through the softmax
+math (elementwise per slot, row reductions folded in registers and across the 4 lanes of a
+quad), so flash attention never moves S through shared memory.  In the slot / thread /
+register-bit terms above: vec = 2 (q%2), k = s/2; row bits = (k bit 0, thread bits 2..7),
+column bits = (v bit 0, thread bits 0..1, k bits 1..).
 """
 
 from __future__ import annotations
@@ -204,3 +212,53 @@ class Sliced:
         if self.dropped:
             return [c for d, c in enumerate(parent_coords) if d not in self.axes]
         return [0 if d in self.axes else c for d, c in enumerate(parent_coords)]
+
+
+@dataclass(frozen=True)
+class Mma:
+    """The wgmma accumulator register layout of an [M, N] tile (module docstring): every slot of
+    every thread is a real element; `num_threads` must be 2 * M (one warpgroup per 64 rows)."""
+
+    shape: tuple[int, int]
+    num_threads: int
+
+    vec = 2
+    wide = False
+    canonical = False
+
+    def __post_init__(self):
+        m, n = self.shape
+        if m % 64 or n % 8 or self.num_threads != 2 * m:
+            raise ValueError(f"no wgmma accumulator layout for {list(self.shape)} over {self.num_threads} threads")
+
+    @property
+    def numel(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    @property
+    def num_slots(self) -> int:
+        return self.shape[1] // 2
+
+    def slot_threads(self, slot: int) -> int:
+        return self.num_threads
+
+    def slot_always_valid(self, slot: int) -> bool:
+        return True
+
+    def slot_never_valid(self, slot: int) -> bool:
+        return False
+
+    @property
+    def is_pow2(self) -> bool:
+        return all(n & (n - 1) == 0 for n in self.shape)
+
+    def slot_offsets(self, slot: int) -> tuple[int, int]:
+        """(row, column) of `slot` minus those of slot 0 in the same thread."""
+        i, q = divmod(slot, 4)
+        return 8 * (q // 2), 8 * i + q % 2
+
+    def bit_sources(self, dim: int) -> tuple[list[int], list[int], list[int]]:
+        """(v bits, thread bits, k bits) of coordinate `dim`, as `Blocked.bit_sources`."""
+        if dim == 0:
+            return [], list(range(2, self.shape[0].bit_length())), [0]    # row bits 0-2, 4.. ; bit 3 = k bit 0
+        return [0], [0, 1], list(range(1, (self.shape[1] // 8).bit_length()))

@@ -2,7 +2,9 @@
 
 Each op runs per slot on registers.  Tile operands have one shape; `operands` puts them
 in one layout: the layout of the non-uniform ones when they agree (a reduction result
-kept in its source's layout stays there, `layout.Sliced`), else the canonical one.  Two
+kept in its source's layout stays there, `layout.Sliced`); a wgmma accumulator layout
+(`layout.Mma`) when one operand has it (the others are recomputed there or converted);
+else the canonical one.  Two
 slots holding the same operand registers (a splat, a reduced row) share one result
 register.  Narrow
 floats are computed in f32 and rounded back, narrow ints wrapped back (`numerics.finish`).
@@ -19,7 +21,7 @@ from tilec.dialects import tile as T
 
 from . import numerics as N
 from .emitter import KernelEmitter, Val, dtype_of, lowers
-from .layout import Blocked
+from .layout import Blocked, Mma, Sliced
 from .ptx_types import float_type, int_type, reg_class
 
 
@@ -31,6 +33,9 @@ def operands(em: KernelEmitter, *values) -> tuple[list[Val], object]:
     if not tiles:
         return raw, None
     placed = {r.layout for r in tiles if not r.uniform}
+    mma = [lay for lay in placed if _on_mma(lay)]
+    if len(placed) > 1 and len(mma) == 1:
+        return _into_mma(em, values, raw, mma[0]), mma[0]
     layout = placed.pop() if len(placed) == 1 else Blocked(tuple(tiles[0].layout.shape), em.num_threads)
     out = []
     for v, r in zip(values, raw):
@@ -41,6 +46,30 @@ def operands(em: KernelEmitter, *values) -> tuple[list[Val], object]:
         else:
             out.append(em.get(v))  # here `layout` is the canonical one
     return out, layout
+
+
+def _on_mma(layout) -> bool:
+    """A wgmma accumulator layout (`layout.Mma`) or a reduction left in one."""
+    return isinstance(layout, Mma) or (isinstance(layout, Sliced) and isinstance(layout.parent, Mma))
+
+
+def _into_mma(em: KernelEmitter, values, raw: list[Val], layout) -> list[Val]:
+    """The operands in the accumulator layout `layout`: masks and index tiles made of
+    `arange`s, splats and elementwise ops are recomputed at its coordinates, anything else
+    goes through shared memory (the accumulator never leaves its registers)."""
+    from .exchange import to_layout
+    from .lower_shape import recompute
+
+    out = []
+    for v, r in zip(values, raw):
+        if r.layout is None or r.layout == layout:
+            out.append(r)
+        elif r.uniform:
+            out.append(Val(r.dtype, layout, [r.regs[0]] * layout.num_slots, True))
+        else:
+            regs = recompute(em, v, layout, lambda c: c, budget=32)
+            out.append(Val(r.dtype, layout, regs) if regs is not None else to_layout(em, r, layout))
+    return out
 
 
 def _map(em: KernelEmitter, out_dtype: dt.DType, operands: list[Val], fn: Callable[..., str], layout) -> Val:
@@ -320,8 +349,36 @@ def unary(em: KernelEmitter, kind: str, d: dt.DType, x: str) -> str:
     return _int_unary(em, kind, d, x)
 
 
+_NEG_LOG2E = N.f32_imm(-1.4426950408889634)
+
+
+def _exp_of_difference(em: KernelEmitter, op) -> Val | None:
+    """`exp(a - b)` (f32) where `b` is shared by several slots (a broadcast row max, softmax's
+    `exp(s - m)`): `ex2(fma(a, log2 e, -b log2 e))`, one multiply per distinct `b`, as flash
+    attention computes it; None for other exps."""
+    sub = op.source.owner
+    if not isinstance(sub, T.BINARY_OP_CLASSES["sub"]) or dtype_of(op.result.type) is not dt.float32 \
+            or dtype_of(sub.lhs.type) is not dt.float32:
+        return None
+    (a, b), layout = operands(em, sub.lhs, sub.rhs)
+    if layout is None or a.uniform or not (b.uniform or len(set(b.regs)) < len(b.regs)):
+        return None
+    scaled: dict[str, str] = {}
+
+    def fn(x: str, y: str) -> str:
+        if y not in scaled:
+            scaled[y] = N.fop(em, "mul.rn.f32", y, _NEG_LOG2E)
+        return N.fop(em, "ex2.approx.ftz.f32", N.fop(em, "fma.rn.f32", x, N.LOG2E, scaled[y]))
+    return _map(em, dt.float32, [a, b], fn, layout)
+
+
 def _unary_lowering(kind: str):
     def lower(em: KernelEmitter, op) -> None:
+        if kind == "exp":
+            fused = _exp_of_difference(em, op)
+            if fused is not None:
+                em.set(op.result, fused)
+                return
         a = em.get_any(op.source)
         em.set(op.result, _map(em, a.dtype, [a], lambda x: unary(em, kind, a.dtype, x), a.layout))
     return lower

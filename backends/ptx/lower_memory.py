@@ -25,6 +25,7 @@ import math
 from tilec import dtypes as dt
 from tilec.dialects import tile as T
 
+from . import fp4_memory
 from . import numerics as N
 from . import vectorize as V
 from .emitter import KernelEmitter, TensorInfo, Val, lowers
@@ -219,6 +220,9 @@ def _two_paths(em: KernelEmitter, full: str, fast, slow, classes: list[str]) -> 
 def lower_load(em: KernelEmitter, op: T.LoadOp) -> None:
     info = em.tensors[op.tensor]
     d = info.dtype
+    if d in fp4_memory.DTYPES:   # packed fp4 / ue8m0 scales: byte accesses (fp4_memory.py)
+        fp4_memory.lower_load(em, op)
+        return
     _check_dtype(em, d, "tile.load")
     offsets = [em.get(o).regs[0] for o in op.offsets]
     layout = em.layout_of(op.result.type)
@@ -287,6 +291,9 @@ def _pad_reg(em: KernelEmitter, d: dt.DType, pad) -> str:
 def lower_store(em: KernelEmitter, op: T.StoreOp) -> None:
     info = em.tensors[op.tensor]
     d = info.dtype
+    if d in fp4_memory.DTYPES:   # packed fp4 / ue8m0 scales: byte accesses (fp4_memory.py)
+        fp4_memory.lower_store(em, op)
+        return
     atomic = op.mode.data == "atomic_add"
     raw = em.get_any(op.value)
     if isinstance(raw.layout, Sliced) and not atomic and not raw.uniform:

@@ -12,6 +12,8 @@ index, see layout.py) reduce where the data is:
 
 The result stays in the source's layout (`layout.Sliced`): every thread holds the result
 of each line it holds an element of, so broadcasting it back (`x - max(x)`) is free.
+A wgmma accumulator (`layout.Mma`) reduces the same way: a row's BN / 2 values sit in
+BN / 8 registers of each of the 4 lanes of a quad (two shuffles).
 A row of a [BM, BN] tile lives in BN / vec consecutive threads, so rows of up to 128
 elements reduce within a warp (no shared memory at all) and wider ones need step 3 once.
 
@@ -37,7 +39,7 @@ from tilec.dialects import tile as T
 from . import numerics as N
 from .emitter import KernelEmitter, Val, dtype_of, lowers
 from .exchange import elem_size, load_element, store_tile
-from .layout import Blocked, Sliced
+from .layout import Blocked, Mma, Sliced
 from .ptx_types import float_type, int_type, reg_class
 
 
@@ -151,7 +153,7 @@ def _fast_reduce(em: KernelEmitter, op: T.ReduceOp, fold: _Fold, out: dt.DType) 
         parent, axes = lay.parent, lay.axes
     else:
         parent, axes = lay, ()
-    if not parent.is_pow2 or parent.shape[axis] == 1:
+    if not parent.is_pow2 or parent.shape[axis] == 1 or (isinstance(parent, Mma) and fold.arg):
         return False
     acc_d, cls = fold.d, fold.cls
     vb, tb, kb = parent.bit_sources(axis)

@@ -7,7 +7,8 @@
 * broadcast, cheapest first:
   - a splat source stays a splat;
   - a `Sliced` source broadcast back to its source's shape is free (every thread already
-    holds the reduced value of each of its lines);
+    holds the reduced value of each of its lines); so is a row vector of a wgmma
+    accumulator (`layout.Mma`) broadcast to any width (rows of S scale rows of O);
   - a source computed only from `arange`, splats and elementwise ops (`cols < n`,
     `start + arange(BN)[None, :]`) is recomputed at the destination's coordinates;
   - else a shared-memory gather (`exchange.gather`): the destination element at coords c
@@ -28,7 +29,7 @@ from tilec.dialects import tile as T
 
 from .emitter import KernelEmitter, Val, dtype_of, lowers
 from .exchange import gather, layout_coords, linear_index, load_element, store_tile
-from .layout import Blocked, Sliced
+from .layout import Blocked, Mma, Sliced
 from .lower_grid import constant_reg
 
 
@@ -50,11 +51,17 @@ def lower_reshape(em: KernelEmitter, op: T.ReshapeOp) -> None:
                 em.set(op.result, Val(x.dtype, lay, list(x.regs), x.uniform))
                 return
         x = em.get(op.source)
+    if isinstance(x.layout, Mma):   # a wgmma accumulator layout is 2-D: other shapes are blocked
+        x = em.get(op.source)
     layout = em.layout_of(op.result.type)
     if x.layout.wide:
         layout = Blocked(layout.shape, layout.num_threads, True)
     assert layout.num_slots == x.layout.num_slots and layout.vec == x.layout.vec
     em.set(op.result, Val(x.dtype, layout, list(x.regs), x.uniform))
+
+
+_ELEMENTWISE = (T.CmpOp, T.SelectOp, T.CastOp, *T.BINARY_OP_CLASSES.values(), *T.UNARY_OP_CLASSES.values())
+_RECOMPUTE_BUDGET = 8
 
 
 @lowers(T.BroadcastOp)
@@ -71,8 +78,12 @@ def lower_broadcast(em: KernelEmitter, op: T.BroadcastOp) -> None:
         if Sliced(lay.parent, keep).shape == tuple(layout.shape):   # e.g. [1, 1] -> [BM, 1]
             em.set(op.result, Val(x.dtype, Sliced(lay.parent, keep), list(x.regs), x.uniform))
             return
+        if isinstance(lay.parent, Mma) and lay.axes == (1,) and layout.shape[0] == lay.parent.shape[0]:
+            wide = Mma(tuple(layout.shape), lay.parent.num_threads)   # rows of S -> rows of O: any width
+            em.set(op.result, Val(x.dtype, wide, [x.regs[s & 2] for s in range(wide.num_slots)], x.uniform))
+            return
     if not x.uniform:
-        regs = _recompute(em, op.source, layout, lambda c: [0 if n == 1 else ci for ci, n in zip(c, src_shape)])
+        regs = recompute(em, op.source, layout, lambda c: [0 if n == 1 else ci for ci, n in zip(c, src_shape)])
         if regs is not None:
             em.set(op.result, Val(x.dtype, layout, regs))
             return
@@ -82,19 +93,20 @@ def lower_broadcast(em: KernelEmitter, op: T.BroadcastOp) -> None:
     em.set(op.result, gather(em, x, layout, index_of))
 
 
-_ELEMENTWISE = (T.CmpOp, T.SelectOp, T.CastOp, *T.BINARY_OP_CLASSES.values(), *T.UNARY_OP_CLASSES.values())
-_RECOMPUTE_BUDGET = 8
 
 
-def _recompute(em: KernelEmitter, v, layout, src_coords) -> list | None:
+def recompute(em: KernelEmitter, v, layout, src_coords, budget: int = _RECOMPUTE_BUDGET) -> list | None:
     """The registers, per slot of `layout`, of tile `v` at `src_coords(coords of the slot)`,
     recomputed from `arange`s, splats and elementwise ops; None if `v` is made otherwise
-    (a load, a reduction, ...) or by more than `_RECOMPUTE_BUDGET` ops."""
-    if _cost(v, _RECOMPUTE_BUDGET) < 0:
+    (a load, a reduction, ...) or by more than `budget` ops."""
+    if _cost(v, budget) < 0:
         return None
     memo: dict = {}
     regs = []
     for s in range(layout.num_slots):
+        if isinstance(layout, Sliced) and layout.rep_slot(s) != s:
+            regs.append(regs[layout.rep_slot(s)])
+            continue
         if layout.slot_never_valid(s):
             regs.append(regs[-1] if regs else None)
             continue

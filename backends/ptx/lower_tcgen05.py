@@ -8,6 +8,14 @@ M % 64 == 0, N % 8 == 0, K % 16 (f16) / 8 (tf32) / 32 (fp8) == 0, num_warps % 4 
 TMEM (512 columns) and shared memory (`tcgen05_layout.geometry`).  Anything else keeps
 the mma.sync / FMA lowering of `lower_matmul.py`.
 
+fp4 (e2m1) and fp6 (e2m3, e3m2) operands, and fp8 mixed with them or with the other fp8, are
+kind::f8f6f4 too (A and B may differ: the idesc carries both type codes) when both operands
+are 2-D `tile.load`s used only by the matmul (through `b.T` and exact widening casts, which
+is how the front end mixes types): the loads are deferred and the matmul copies the bytes
+from global memory into the padded K-major layout itself (`tcgen05_direct.py`: 16 elements
+per 16 smem bytes, packed at the start).  An fp4 / fp6 matmul this cannot take is an error
+that says why (there is no other fp4 / fp6 matmul lowering).
+
 Per kernel (`plan_kernel`, an emitter KERNEL_HOOK): warp 0 allocates the TMEM columns of
 every tcgen05 matmul once (a power of two >= 32) and relinquishes the permit; thread 0
 inits one mbarrier; at the kernel's exit all threads meet at a bar.sync and warp 0 frees
@@ -59,8 +67,9 @@ from xdsl.ir import Block, BlockArgument, SSAValue
 from tilec.dialects import tile as T
 
 from . import lower_control, tcgen05_pipeline
-from .emitter import KERNEL_HOOKS, KernelEmitter, lowers
-from .tcgen05_layout import LBO, SMEM_LIMIT, TMEM_COLS, Geometry, Operand, enabled, geometry
+from .emitter import KERNEL_HOOKS, KernelEmitter, dtype_of, lowers
+from .tcgen05_layout import (LBO, SMEM_LIMIT, SUBBYTE_KINDS, TMEM_COLS, Geometry, Operand, enabled, fp8_enabled,
+                             geometry)
 from .tcgen05_moves import read_back, smem_to_tmem, stage_operand, store_c, zero_tmem
 
 
@@ -131,8 +140,10 @@ def _resident(op: T.MatmulOp) -> Resident | None:
 def plan_kernel(em: KernelEmitter) -> None:
     """KERNEL_HOOK: pick the tcgen05 matmuls, give them TMEM columns, emit the set-up."""
     em.tcgen05 = None
+    em.tc_deferred = set()
     if em.target != "sm_100a" or not enabled():
         return
+    from . import tcgen05_direct  # noqa: F401  (defers the loads of direct kind::f8f6f4 operands)
     plan = Plan()
     shared_cols = 0
     resident_cols = 0
@@ -141,6 +152,8 @@ def plan_kernel(em: KernelEmitter) -> None:
             continue
         g = geometry(op, em.num_warps)
         if g is None:
+            _no_subbyte_fallback(em, op, "its operands are not 2-D tiles loaded (and at most cast exactly or "
+                                 "transposed) right before it, or M % 64, N % 8, K % 32, num_warps % 4 fail")
             continue
         res = _resident(op)
         if res is not None and resident_cols + g.cols + shared_cols <= TMEM_COLS:
@@ -151,8 +164,12 @@ def plan_kernel(em: KernelEmitter) -> None:
             shared_cols = max(shared_cols, g.cols)
             plan.column[op] = -1          # the shared region, placed after the resident ones
         else:
+            _no_subbyte_fallback(em, op, f"its {g.cols} TMEM columns do not fit next to the kernel's other "
+                                 f"tcgen05 accumulators")
             continue
         plan.geometry[op] = g
+        for src in g.sources or ():
+            em.tc_deferred.update(src.deferred)
     if not plan.geometry:
         return
     for op, c in plan.column.items():
@@ -170,6 +187,21 @@ def plan_kernel(em: KernelEmitter) -> None:
 
 
 KERNEL_HOOKS.append(plan_kernel)
+
+
+def _no_subbyte_fallback(em: KernelEmitter, op: T.MatmulOp, why: str) -> None:
+    """fp4 / fp6 matmuls have no lowering but tcgen05 kind::f8f6f4: say why it did not apply."""
+    d = dtype_of(op.lhs.type)
+    if d not in SUBBYTE_KINDS:
+        return
+    if not fp8_enabled():
+        why = "TILEC_PTX_TCGEN05_FP8=0 turns kind::f8f6f4 off"
+    prev, em.current_op = em.current_op, op
+    try:
+        raise em.unsupported("tile.matmul", d, f"only tcgen05.mma kind::f8f6f4 multiplies fp4 / fp6 tiles, and "
+                             f"{why}")
+    finally:
+        em.current_op = prev
 
 
 def _emit_setup(em: KernelEmitter, plan: Plan) -> None:
@@ -260,18 +292,25 @@ def lower_matmul_tcgen05(em: KernelEmitter, op: T.MatmulOp) -> None:
     plan: Plan = em.tcgen05
     g = plan.geometry[op]
     col = plan.column[op]
-    a, b = em.get(op.lhs), em.get(op.rhs)
     resident = op in plan.resident
     acc_zero = op.acc is None or _is_zero(op.acc)
     acc_in = not resident and not acc_zero
     A, B, off_c = g.operands()
     em.reserve_smem(g.smem_bytes(em.num_threads, acc_in))
-    em.comment(f"tcgen05 matmul {g.M}x{g.N}x{g.K} {g.ab}{' (3xTF32)' if g.split else ''}: TMEM columns "
+    em.comment(f"tcgen05 matmul {g.M}x{g.N}x{g.K} {g.ab}{'' if g.bb == g.ab else ' x ' + g.bb}"
+               f"{' (3xTF32)' if g.split else ''}: TMEM columns "
                f"[{col}, {col + g.cols}){', accumulator resident in TMEM' if resident else ''}")
 
     em.bar()
-    stage_operand(em, a, A, transpose=False, split=g.split)
-    stage_operand(em, b, B, transpose=True, split=g.split)
+    if g.sources is not None:    # fp4 / fp6 / mixed kind::f8f6f4: global -> padded smem (tcgen05_direct.py)
+        from .tcgen05_direct import stage
+
+        em.comment(f"kind::f8f6f4 A {g.ab} x B {g.bb}: operands copied from global memory")
+        for src, v, o, rows in zip(g.sources, (op.lhs, op.rhs), (A[0], B[0]), (g.M, g.N)):
+            stage(em, src, em.get_any(v).regs, o, rows)
+    else:
+        stage_operand(em, em.get(op.lhs), A, transpose=False, split=g.split)
+        stage_operand(em, em.get(op.rhs), B, transpose=True, split=g.split)
     if acc_in:
         store_c(em, em.get(op.acc), g, off_c)
     em.ins("fence.proxy.async.shared::cta")

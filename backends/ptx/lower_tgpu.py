@@ -22,7 +22,11 @@ wgmma.  Warpgroup w = tid / 128 issues, per K16 step j, `wgmma.mma_async.m64nNk1
 A = rows 64w.. of the A stage (K-major SW128: LBO 16 B, SBO 1024 B, +32 B per step in a
 panel) and B = the whole B stage (MN-major SW128, transpose-b = 1: LBO = the panel stride
 R*128 B along N, SBO = 1024 B = 8 K rows, +2048 B per step).  The accumulator registers
-are updated in place (`!tgpu.acc` values; `Fragment` layout).
+are updated in place (`!tgpu.acc` values in the `layout.Mma` register layout).  With
+`b_kmajor` the B stage is an [N, K] tile read like A (K-major SW128, transpose-b = 0).
+`tgpu.wgmma_reg_a` takes A from registers: a tile in the `Mma` layout of [M, K], each
+thread's f32 pairs (4i..4i+3 = rows g, g+8 of columns 8i + 2(t%4) + 0/1) packed to f16x2
+are the A fragment of K16 step i/2 (PTX ISA wgmma register fragments).
 
 The epilogue `tgpu.store_fragment` writes each thread's fragment pairs straight to global
 memory: `st.global.v2.f32` / packed `cvt.rn.{f16,bf16}x2.f32` + `st.global.b32` when the
@@ -38,27 +42,13 @@ from tilec.dialects import tgpu as G
 
 from .descriptors import Sm90SmemDescriptor, Sm90Swizzle
 from .emitter import KernelEmitter, KernelParam, Val, lowers
-from .layout import Blocked
+from .layout import Mma
 
 ALIGN = 1024
 #: MN-major SW128 B operand: LBO holds the stride between 64-column panels along N and SBO
 #: the stride between 8-row groups along K (CUTLASS make_gmma_desc<Major::MN>).
 MN_LBO_IS_PANEL_STRIDE = True
 _TYPES = {dt.float16: "f16", dt.bfloat16: "bf16"}
-
-
-@dataclass(frozen=True)
-class Fragment:
-    """The register layout of a `!tgpu.acc<MxN>`: warpgroup w holds rows 64w..64w+63; thread t
-    holds N/2 f32 registers, register 4i + q at row 16*(t/32) + (t%32)/4 + 8*(q/2) and column
-    8i + 2*(t%4) + q%2."""
-
-    shape: tuple[int, int]
-    num_threads: int
-
-    @property
-    def num_slots(self) -> int:
-        return self.shape[1] // 2
 
 
 @dataclass
@@ -244,8 +234,11 @@ def lower_tma_load(em: KernelEmitter, op: G.TmaLoadOp) -> None:
     em.require_sm(90, "tgpu.tma_load")
     buf: SmemRef = em.get_any(op.buffer)
     t = buf.type
-    tmap = _tensormap(em, op.tensor, (t.panel_cols, t.get_shape()[0]), t.swizzle.data)
-    row, col = (_scalar(em, o) for o in op.offsets)
+    rank = len(op.offsets)
+    box = (t.panel_cols, t.get_shape()[0]) + (1,) * (rank - 2)     # leading dims: one index each
+    tmap = _tensormap(em, op.tensor, box, t.swizzle.data)
+    offs = [_scalar(em, o) for o in op.offsets]
+    row, col, outer = offs[-2], offs[-1], offs[-3::-1]
     stage = _scalar(em, op.stage)
     dst = _stage_addr(em, buf.offset, stage, t.stage_bytes)
     bar = _bar_addr(em, op)
@@ -254,8 +247,9 @@ def lower_tma_load(em: KernelEmitter, op: G.TmaLoadOp) -> None:
         if p:
             x = em.new("r")
             em.ins(f"add.s32 {x}, {col}, {p * t.panel_cols}")
-        em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-               f"[{dst}+{p * t.panel_bytes}], [{tmap}, {{{x}, {row}}}], [{bar}]")
+        coords = ", ".join([x, row, *outer])
+        em.ins(f"cp.async.bulk.tensor.{rank}d.shared::cluster.global.mbarrier::complete_tx::bytes "
+               f"[{dst}+{p * t.panel_bytes}], [{tmap}, {{{coords}}}], [{bar}]")
 
 
 @lowers(G.CopyOp)
@@ -269,16 +263,9 @@ def lower_copy(em: KernelEmitter, op: G.CopyOp) -> None:
 
 def _frag_coords(em: KernelEmitter) -> tuple[str, str]:
     """(row, column) of this thread's register 0 in a fragment: 16*(tid/32) + lane/4, 2*(lane%4)."""
-    def make():
-        row, col, t = em.new("r"), em.new("r"), em.new("r")
-        em.ins(f"shr.u32 {row}, {em.tid}, 5")
-        em.ins(f"shl.b32 {row}, {row}, 4")
-        em.ins(f"bfe.u32 {t}, {em.tid}, 2, 3")
-        em.ins(f"add.u32 {row}, {row}, {t}")
-        em.ins(f"and.b32 {col}, {em.tid}, 3")
-        em.ins(f"shl.b32 {col}, {col}, 1")
-        return row, col
-    return em.memo("tgpu_frag", make)
+    from .exchange import mma_base
+
+    return mma_base(em)
 
 
 def _frag_smem(em: KernelEmitter, n: int) -> str:
@@ -293,11 +280,15 @@ def _frag_smem(em: KernelEmitter, n: int) -> str:
 @lowers(G.ToFragmentOp)
 def lower_to_fragment(em: KernelEmitter, op: G.ToFragmentOp) -> None:
     m, n = op.result.type.get_shape()
-    lay = Fragment((m, n), em.num_threads)
-    src = em.get(op.source)
+    lay = Mma((m, n), em.num_threads)
+    src = em.get_any(op.source)
     if src.uniform:
-        em.set(op.result, Val(dt.float32, lay, [src.regs[0]] * lay.num_slots))
+        em.set(op.result, Val(dt.float32, lay, [src.regs[0]] * lay.num_slots, True))
         return
+    if src.layout == lay:           # already in the accumulator's registers
+        em.set(op.result, Val(dt.float32, lay, list(src.regs)))
+        return
+    src = em.get(op.source)
     from .exchange import store_tile
 
     em.reserve_smem(m * n * 4)
@@ -315,21 +306,12 @@ def lower_to_fragment(em: KernelEmitter, op: G.ToFragmentOp) -> None:
 
 @lowers(G.FromFragmentOp)
 def lower_from_fragment(em: KernelEmitter, op: G.FromFragmentOp) -> None:
-    from .exchange import load_f32_tile, thread_base
-
-    m, n = op.source.type.get_shape()
+    """Free: the tile keeps the accumulator's registers in the `layout.Mma` layout, where
+    elementwise ops and row reductions work in place; other consumers convert it
+    (`KernelEmitter.get`)."""
     frag = em.get_any(op.source)
-    em.reserve_smem(m * n * 4)
-    em.bar()
-    base = _frag_smem(em, n)
-    for i in range(n // 8):
-        for h in (0, 1):
-            em.ins(f"st.shared.v2.f32 [{base}+{(8 * h * n + 8 * i) * 4}], "
-                   f"{{{frag.regs[4 * i + 2 * h]}, {frag.regs[4 * i + 2 * h + 1]}}}")
-    em.bar()
-    layout = Blocked((m, n), em.num_threads)
-    tb = em.as_reg(thread_base(em, layout, 4, 0))
-    em.set(op.result, Val(dt.float32, layout, load_f32_tile(em, layout, tb)))
+    lay = Mma(tuple(op.source.type.get_shape()), em.num_threads)
+    em.set(op.result, Val(dt.float32, lay, list(frag.regs), frag.uniform))
 
 
 # ---------------------------------------------------------------------------- wgmma
@@ -366,51 +348,134 @@ def b_descriptor_fields(k_rows: int) -> tuple[int, int]:
     return (panel, group) if MN_LBO_IS_PANEL_STRIDE else (group, panel)
 
 
-@lowers(G.WgmmaOp)
-def lower_wgmma(em: KernelEmitter, op: G.WgmmaOp) -> None:
-    if em.target != "sm_90a":
-        raise em.unsupported("tgpu.wgmma", dt.from_ir(op.a.type.element_type), "wgmma needs sm_90a")
-    a: SmemRef = em.get_any(op.a)
-    b: SmemRef = em.get_any(op.b)
+def _private_acc(em: KernelEmitter, op) -> tuple[list[str], bool]:
+    """Registers the wgmma may update in place, and whether the accumulator starts at zero
+    (a splat of 0.0: no copy, the first K step runs with scale-d = false)."""
+    from xdsl.dialects import arith
+
+    from tilec.dialects.tile import SplatOp
+
     acc: Val = em.get_any(op.acc)
-    (m, k), (_, n) = a.type.get_shape(), b.type.get_shape()
-    if em.num_threads != 2 * m:
-        raise em.unsupported("tgpu.wgmma", None, f"a {m}-row accumulator needs {m // 16} warps "
-                                                 f"(one warpgroup per 64 rows), the kernel has {em.num_threads // 32}")
+    src = op.acc.owner.source.owner if isinstance(op.acc.owner, G.ToFragmentOp) else None
+    if acc.uniform and isinstance(src, SplatOp) and isinstance(src.scalar.owner, arith.ConstantOp) \
+            and src.scalar.owner.value.value.data == 0.0:
+        return [em.new("f") for _ in acc.regs], True
     regs = list(acc.regs)
     if len(set(regs)) != len(regs) or sum(1 for _ in op.acc.uses) != 1:  # update a private copy in place
         fresh = [em.new("f") for _ in regs]
         for d_, s_ in zip(fresh, regs):
             em.ins(f"mov.f32 {d_}, {s_}")
         regs = fresh
+    return regs, False
+
+
+def _check_warps(em: KernelEmitter, m: int) -> None:
+    if em.num_threads != 2 * m:
+        raise em.unsupported("tgpu.wgmma", None, f"a {m}-row accumulator needs {m // 16} warps "
+                                                 f"(one warpgroup per 64 rows), the kernel has {em.num_threads // 32}")
+
+
+def _b_operand(em: KernelEmitter, b: SmemRef, stage, kmajor: bool, k: int) -> tuple[str, callable]:
+    """The B descriptor of a stage and the descriptor offset (16-byte units) of K16 step j."""
+    b_stage = _stage_addr(em, b.offset, _scalar(em, stage), b.type.stage_bytes)
+    if kmajor:      # [N, K], K contiguous: read like A
+        d = _desc(em, b_stage, Sm90SmemDescriptor.for_smem(0, lbo=16, sbo=1024, layout=Sm90Swizzle.SW128).encode())
+        return d, lambda j: ((j // 4) * b.type.panel_bytes + (j % 4) * 32) >> 4
+    lbo, sbo = b_descriptor_fields(k)
+    d = _desc(em, b_stage, Sm90SmemDescriptor.for_smem(0, lbo=lbo, sbo=sbo, layout=Sm90Swizzle.SW128).encode())
+    return d, lambda j: (j * 16 * 128) >> 4
+
+
+def _step(em: KernelEmitter, desc: str, off: int) -> str:
+    if not off:
+        return desc
+    r = em.new("rd")
+    em.ins(f"add.s64 {r}, {desc}, {off}")
+    return r
+
+
+def _scale_d(em: KernelEmitter, zero: bool, j: int) -> str:
+    if zero and j == 0:
+        return em.memo("tgpu_false", lambda: _pred_const(em, False))
+    return em.memo("tgpu_true", lambda: _pred_const(em, True))
+
+
+@lowers(G.WgmmaOp)
+def lower_wgmma(em: KernelEmitter, op: G.WgmmaOp) -> None:
+    if em.target != "sm_90a":
+        raise em.unsupported("tgpu.wgmma", dt.from_ir(op.a.type.element_type), "wgmma needs sm_90a")
+    a: SmemRef = em.get_any(op.a)
+    b: SmemRef = em.get_any(op.b)
+    m, k = a.type.get_shape()
+    n = op.acc.type.get_shape()[1]
+    kmajor = op.b_kmajor is not None
+    _check_warps(em, m)
+    regs, zero = _private_acc(em, op)
     ty = _TYPES[dt.from_ir(a.type.element_type)]
     wg = em.memo("tgpu_wg", lambda: em._op2("shr.u32", em.tid, 7))
     a_stage = _stage_addr(em, a.offset, _scalar(em, op.a_stage), a.type.stage_bytes)
     a_rows = em.new("r")
     em.ins(f"mad.lo.u32 {a_rows}, {wg}, {64 * 128}, {a_stage}")          # this warpgroup's 64 rows
     a_desc = _desc(em, a_rows, Sm90SmemDescriptor.for_smem(0, lbo=16, sbo=1024, layout=Sm90Swizzle.SW128).encode())
-    lbo, sbo = b_descriptor_fields(k)
-    b_stage = _stage_addr(em, b.offset, _scalar(em, op.b_stage), b.type.stage_bytes)
-    b_desc = _desc(em, b_stage, Sm90SmemDescriptor.for_smem(0, lbo=lbo, sbo=sbo, layout=Sm90Swizzle.SW128).encode())
-    scale_d = em.memo("tgpu_true", lambda: _true(em))
+    b_desc, b_off = _b_operand(em, b, op.b_stage, kmajor, k)
     frag = "{" + ", ".join(regs) + "}"
     for j in range(k // 16):
-        ad, bd = a_desc, b_desc
-        a_off = ((j // 4) * a.type.panel_bytes + (j % 4) * 32) >> 4
-        b_off = (j * 16 * 128) >> 4
-        if a_off:
-            ad = em.new("rd")
-            em.ins(f"add.s64 {ad}, {a_desc}, {a_off}")
-        if b_off:
-            bd = em.new("rd")
-            em.ins(f"add.s64 {bd}, {b_desc}, {b_off}")
-        em.ins(f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} {frag}, {ad}, {bd}, {scale_d}, 1, 1, 0, 1")
-    em.set(op.result, Val(dt.float32, acc.layout, regs))
+        ad = _step(em, a_desc, ((j // 4) * a.type.panel_bytes + (j % 4) * 32) >> 4)
+        bd = _step(em, b_desc, b_off(j))
+        em.ins(f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} {frag}, {ad}, {bd}, {_scale_d(em, zero, j)}, "
+               f"1, 1, 0, {0 if kmajor else 1}")
+    em.set(op.result, Val(dt.float32, em.get_any(op.acc).layout, regs))
 
 
-def _true(em: KernelEmitter) -> str:
+def _a_fragments(em: KernelEmitter, op: G.WgmmaRegAOp, ty: str) -> list[list[str]]:
+    """Per K16 step, the 4 f16x2 registers of the A fragment.  A tile in the `Mma` layout is
+    packed pairwise from its f32 registers; when it is a `tile.cast` of an f32 tile in that
+    layout, from the f32 source itself (one rounding, as the cast does)."""
+    from tilec.dialects.tile import CastOp
+
+    m, k = op.a.type.get_shape()
+    lay = Mma((m, k), em.num_threads)
+    src = op.a
+    if isinstance(src.owner, CastOp) and dt.from_ir(src.owner.source.type.element_type) is dt.float32 \
+            and em.get_any(src.owner.source).layout == lay:
+        src = src.owner.source
+    val = em.get_any(src)
+    if val.layout != lay:
+        from .exchange import to_layout
+
+        val = to_layout(em, em.get(src), lay)
+    packed = []
+    for i in range(k // 8):
+        for h in (0, 1):
+            r = em.new("r")
+            em.ins(f"cvt.rn.{ty}x2.f32 {r}, {val.regs[4 * i + 2 * h + 1]}, {val.regs[4 * i + 2 * h]}")
+            packed.append(r)
+    return [packed[4 * j:4 * j + 4] for j in range(k // 16)]
+
+
+@lowers(G.WgmmaRegAOp)
+def lower_wgmma_reg_a(em: KernelEmitter, op: G.WgmmaRegAOp) -> None:
+    if em.target != "sm_90a":
+        raise em.unsupported("tgpu.wgmma_reg_a", dt.from_ir(op.a.type.element_type), "wgmma needs sm_90a")
+    b: SmemRef = em.get_any(op.b)
+    m, k = op.a.type.get_shape()
+    n = op.acc.type.get_shape()[1]
+    _check_warps(em, m)
+    ty = _TYPES[dt.from_ir(op.a.type.element_type)]
+    a_frags = _a_fragments(em, op, ty)
+    regs, zero = _private_acc(em, op)
+    b_desc, b_off = _b_operand(em, b, op.b_stage, False, k)
+    frag = "{" + ", ".join(regs) + "}"
+    for j in range(k // 16):
+        bd = _step(em, b_desc, b_off(j))
+        em.ins(f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} {frag}, {{{', '.join(a_frags[j])}}}, {bd}, "
+               f"{_scale_d(em, zero, j)}, 1, 1, 1")
+    em.set(op.result, Val(dt.float32, Mma((m, n), em.num_threads), regs))
+
+
+def _pred_const(em: KernelEmitter, value: bool) -> str:
     p = em.new("p")
-    em.ins(f"setp.eq.u32 {p}, 0, 0")
+    em.ins(f"setp.{'eq' if value else 'ne'}.u32 {p}, 0, 0")
     return p
 
 
@@ -427,6 +492,9 @@ def lower_store_fragment(em: KernelEmitter, op: G.StoreFragmentOp) -> None:
 
     if TMA_STORE and is_div16(op.tensor) and em.sm >= 90:
         return _store_fragment_tma(em, op)
+    if len(op.offsets) != 2:
+        raise em.unsupported("tgpu.store_fragment", None, "a tensor of rank > 2 is stored by TMA (sm_90a, 16-byte "
+                                                          "aligned rows)")
     info = em.tensors[op.tensor]
     d = info.dtype
     eb = 4 if d is dt.float32 else 2
@@ -552,16 +620,84 @@ def _store_fragment_tma(em: KernelEmitter, op: G.StoreFragmentOp) -> None:
     skip = em.label("tma_store_end")
     em.ins(f"@!{lead} bra {skip}")
     em.push_scope()
-    tmap = _tensormap(em, op.tensor, (W, m), 128)
-    r0, c0 = (_scalar(em, o) for o in op.offsets)
+    rank = len(op.offsets)
+    tmap = _tensormap(em, op.tensor, (W, m) + (1,) * (rank - 2), 128)
+    offs = [_scalar(em, o) for o in op.offsets]
+    r0, c0, outer = offs[-2], offs[-1], offs[-3::-1]
     for p in range(n // W):
         xcol = c0
         if p:
             xcol = em.new("r")
             em.ins(f"add.s32 {xcol}, {c0}, {p * W}")
-        em.ins(f"cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [{tmap}, {{{xcol}, {r0}}}], "
+        coords = ", ".join([xcol, r0, *outer])
+        em.ins(f"cp.async.bulk.tensor.{rank}d.global.shared::cta.bulk_group [{tmap}, {{{coords}}}], "
                f"[{aligned_base(em)}+{off + p * m * 128}]")
     em.ins("cp.async.bulk.commit_group")
     em.ins("cp.async.bulk.wait_group.read 0")        # the staging tile may be reused after this
     em.pop_scope()
     em.place(skip)
+
+
+# ---------------------------------------------------------------------------- masks
+
+
+@lowers(G.MaskOp)
+def lower_mask(em: KernelEmitter, op: G.MaskOp) -> None:
+    """The result starts as `a`; unless `full`, the condition is computed (in `a`'s layout,
+    recomputed from its index math where it can be) and `b` selected where it is false,
+    all inside one uniform branch."""
+    from . import numerics as N
+    from .lower_elementwise import operands, select
+    from .ptx_types import reg_class
+
+    a = em.get_any(op.true_value)
+    d = a.dtype
+    cls = reg_class(d)
+    out = []
+    for r in a.regs:
+        t = em.new(cls)
+        N.mov(em, cls, t, r)
+        out.append(t)
+    done = em.label("mask_done")
+    em.ins(f"@{_scalar(em, op.full)} bra.uni {done}")
+    em.push_scope()
+    (c, x, y), layout = operands(em, op.cond, op.true_value, op.false_value)
+    if layout != a.layout:          # `a` left its layout: select into fresh registers instead
+        raise em.unsupported("tgpu.mask", d, f"the condition cannot be brought to the value's layout {a.layout}")
+    for s, (cr, yr) in enumerate(zip(c.regs, y.regs)):
+        N.mov(em, cls, out[s], select(em, d, cr, out[s], yr))
+    em.pop_scope()
+    em.place(done)
+    em.set(op.result, Val(d, a.layout, out))
+
+
+# ---------------------------------------------------------------------------- warpgroup turns
+
+
+@lowers(G.TurnOp)
+def lower_turn(em: KernelEmitter, op: G.TurnOp) -> None:
+    """Warpgroup w's turn is named barrier 1 + w over 256 threads: its own 128 (`bar.sync`)
+    and the previous warpgroup's 128 (`bar.arrive` when it passes the turn).  Each warpgroup
+    runs its own copy of the instruction, predicated on its index (uniform per warp), so
+    barrier ids are immediates."""
+    nwg = em.num_threads // 128
+    if nwg < 2:
+        return
+    wg = em.memo("tgpu_wg", lambda: em._op2("shr.u32", em.tid, 7))
+
+    def is_wg(w: int) -> str:
+        def make():
+            p = em.new("p")
+            em.ins(f"setp.eq.u32 {p}, {wg}, {w}")
+            return p
+        return em.memo(("tgpu_is_wg", w), make)
+
+    kind = op.kind.data
+    if kind == "start":                 # the last warpgroup passes the first turn to warpgroup 0
+        em.ins(f"@{is_wg(nwg - 1)} bar.arrive 1, 256")
+    elif kind == "finish":              # warpgroup 0 takes back the turn the last one passed
+        em.ins(f"@{is_wg(0)} bar.sync 1, 256")
+    else:
+        for w in range(nwg):
+            target = 1 + w if kind == "wait" else 1 + (w + 1) % nwg
+            em.ins(f"@{is_wg(w)} bar.{'sync' if kind == 'wait' else 'arrive'} {target}, 256")

@@ -12,6 +12,11 @@ Operands are staged K-major without swizzle, the PTX ISA canonical layout
 so one MMA (32 bytes of K: 16 f16, 8 tf32 or 32 fp8 for kind::f8f6f4) reads two core-matrix columns and the next K
 step starts 2 * LBO = 256 bytes further (descriptor + 16).  `Operand.descriptor()` is the
 matching `Sm100SmemDescriptor` (start address 0, or-ed with the run-time address >> 4).
+
+fp4 / fp6 operands of kind::f8f6f4 (`SUBBYTE_KINDS`) use the fp8 geometry (esize 1: 16 k per
+16-byte core-matrix row), each 16-byte row holding its 16 elements packed (8 or 12 bytes) and
+then padding; such matmuls (and mixed-type ones) take their operands straight from global
+memory (`direct_sources`, `tcgen05_direct.py`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ FP8_KINDS = {dt.float8_e4m3fn: ("f8f6f4", "e4m3", 1, 32), dt.float8_e5m2: ("f8f6
 #: selection switch of the fp8 path (tests/test_tcgen05_fp8.py): False keeps fp8 matmuls on the FMA lowering
 FP8_READY = True
 KINDS.update(FP8_KINDS)
+#: fp4 / fp6 operands (kind::f8f6f4, padded: 16 elements per 16 smem bytes, so esize 1 like fp8); only
+#: through `direct_sources` (the PTX backend keeps no fp4 / fp6 registers)
+SUBBYTE_KINDS = {dt.float4_e2m1fn: ("f8f6f4", "e2m1", 1, 32), dt.float6_e2m3fn: ("f8f6f4", "e2m3", 1, 32),
+                 dt.float6_e3m2fn: ("f8f6f4", "e3m2", 1, 32)}
+F8F6F4_KINDS = {**FP8_KINDS, **SUBBYTE_KINDS}
 TMEM_COLS = 512
 SMEM_LIMIT = 227 * 1024 - 64      # sm_100 opt-in maximum per CTA, minus the static variables
 LBO = 128                         # K-adjacent core matrices are contiguous
@@ -91,24 +101,34 @@ class Geometry:
     M: int
     N: int
     K: int
-    dtype: dt.DType
+    dtype: dt.DType           # A's type (and B's unless b_dtype is given)
     split: bool               # 3xTF32
+    b_dtype: dt.DType | None = None
+    sources: tuple | None = None      # (A, B) `Source`s: operands copied from global memory (tcgen05_direct)
+
+    def _info(self, d: dt.DType) -> tuple:
+        return KINDS.get(d) or SUBBYTE_KINDS[d]
 
     @property
     def kind(self) -> str:
-        return KINDS[self.dtype][0]
+        return self._info(self.dtype)[0]
 
     @property
     def ab(self) -> str:
-        return KINDS[self.dtype][1]
+        return self._info(self.dtype)[1]
+
+    @property
+    def bb(self) -> str:
+        """B's PTX type (kind::f8f6f4 allows A and B of different types)."""
+        return self._info(self.b_dtype or self.dtype)[1]
 
     @property
     def esize(self) -> int:
-        return KINDS[self.dtype][2]
+        return self._info(self.dtype)[2]
 
     @property
     def kstep(self) -> int:
-        return KINDS[self.dtype][3]
+        return self._info(self.dtype)[3]
 
     @property
     def m_blocks(self) -> int:
@@ -151,7 +171,7 @@ class Geometry:
         return max(off + (c if with_acc else 0), c)
 
     def idesc(self, n: int) -> Sm100InstrDescriptor:
-        return Sm100InstrDescriptor.for_mma(self.kind, self.ab, self.ab, "f32", M=128, N=n)
+        return Sm100InstrDescriptor.for_mma(self.kind, self.ab, self.bb, "f32", M=128, N=n)
 
 
 def _align(x: int, a: int) -> int:
@@ -165,14 +185,99 @@ def geometry(op: T.MatmulOp, num_warps: int) -> Geometry | None:
     if len(a_shape) != 2 or len(b_shape) != 2 or num_warps % 4:
         return None
     d = dtype_of(at)
-    if d not in KINDS or dtype_of(bt) is not d or dtype_of(rt) is not dt.float32:
-        return None
-    if d in FP8_KINDS and not fp8_enabled():
+    if dtype_of(rt) is not dt.float32:
         return None
     (M, K), (_, N) = a_shape, b_shape
-    g = Geometry(M, N, K, d, d is dt.float32 and split_tf32())
+    src = direct_sources(op) if fp8_enabled() and d in (*F8F6F4_KINDS, *KINDS) else None
+    if src is not None:
+        g = Geometry(M, N, K, src[0].dtype, False, src[1].dtype, src)
+    else:
+        if d not in KINDS or dtype_of(bt) is not d:
+            return None
+        if d in FP8_KINDS and not fp8_enabled():
+            return None
+        g = Geometry(M, N, K, d, d is dt.float32 and split_tf32())
     if M % 64 or N % 8 or K % g.kstep or g.cols > TMEM_COLS:
         return None
     if g.smem_bytes(num_warps * 32, True) > SMEM_LIMIT:
         return None
     return g
+
+
+# ---------------------------------------------------------------------------- direct operands
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """A kind::f8f6f4 operand read from global memory by the matmul (`tcgen05_direct.stage`):
+    `load` of a 2-D tensor of `dtype`; operand element (row, k) is load element (row, k) when
+    `rows_axis` is 0, (k, row) when 1; `deferred`: the IR values between load and matmul."""
+
+    load: T.LoadOp
+    dtype: dt.DType
+    rows_axis: int
+    deferred: tuple
+
+
+def exact_cast(src: dt.DType, dst: dt.DType) -> bool:
+    """Every finite value of f8f6f4 type `src` is one of `dst` (the cast is the identity on values)."""
+    return src is dst or (dst.is_float and dt.holds(dst, src))
+
+
+def _single_use(v) -> bool:
+    return len(list(v.uses)) == 1
+
+
+def _no_store_between(ld: T.LoadOp, op: T.MatmulOp) -> bool:
+    """The deferred load reads memory at the matmul: same block, no store or region op between."""
+    if ld.parent_block() is not op.parent_block():
+        return False
+    x = ld.next_op
+    while x is not None and x is not op:
+        if isinstance(x, T.StoreOp) or x.regions:
+            return False
+        x = x.next_op
+    return x is op
+
+
+def _trace(v, rows_axis: int, op: T.MatmulOp) -> Source | None:
+    """Follow operand `v` through single-use exact casts and 2-D transposes to its load."""
+    deferred = []
+    while True:
+        if not _single_use(v):
+            return None
+        owner = v.owner
+        deferred.append(v)
+        if isinstance(owner, T.CastOp):
+            s, d = dtype_of(owner.source.type), dtype_of(v.type)
+            if s not in F8F6F4_KINDS or not exact_cast(s, d):
+                return None
+            v = owner.source
+        elif isinstance(owner, T.PermuteOp):
+            if list(T._get_ints(owner.perm)) != [1, 0]:
+                return None
+            rows_axis = 1 - rows_axis
+            v = owner.source
+        elif isinstance(owner, T.LoadOp):
+            d = dtype_of(v.type)
+            if d not in F8F6F4_KINDS or len(owner.tensor.type.get_shape()) != 2 or \
+                    not _no_store_between(owner, op):
+                return None
+            return Source(owner, d, rows_axis, tuple(deferred))
+        else:
+            return None
+
+
+def direct_sources(op: T.MatmulOp) -> tuple[Source, Source] | None:
+    """(A, B) sources when the matmul's operands are kind::f8f6f4 loads (through exact casts,
+    also to f16 / bf16 / f32, and transposes) and need this path: an fp4 / fp6 operand, or fp8
+    A and B of different types in an fp8 matmul (the register path stages one type); None
+    otherwise (the fp8 / f16 / tf32 register paths, or no tcgen05 at all)."""
+    a = _trace(op.lhs, 0, op)
+    b = _trace(op.rhs, 1, op)
+    if a is None or b is None:
+        return None
+    if a.dtype not in SUBBYTE_KINDS and b.dtype not in SUBBYTE_KINDS and \
+            (a.dtype is b.dtype or dtype_of(op.lhs.type) not in F8F6F4_KINDS):
+        return None
+    return a, b

@@ -11,8 +11,9 @@ its thread (PTX ISA): when it completes, the thread's earlier pending commits co
 ``tcgen05.mma`` (cta_group::1, M = 128: row m in lane m, column d + n) executes when issued, by
 every thread that executes it (elect one).  Shared-memory operands are K-major, or MN-major
 (idesc major bits; 8/16/32-bit types, not block-scaled) in the canonical layouts of
-``operands.matrix_index_mn``.  kind::f16 (f16/bf16, K16), tf32 (K8), f8f6f4 (e4m3 /
-e5m2, K32) and block-scaled mxf4 / mxf4nvf4 (e2m1 packed two per byte, K64) with ue8m0 / ue4m3
+``operands.matrix_index_mn``.  kind::f16 (f16/bf16, K16), tf32 (K8), f8f6f4 (e4m3 / e5m2 /
+e2m3 / e3m2 / e2m1, A and B of any two of them, K32; fp4 / fp6 in shared memory as 16-element
+groups padded to 16 bytes, `padded_values`) and block-scaled mxf4 / mxf4nvf4 (e2m1 packed two per byte, K64) with ue8m0 / ue4m3
 scale factors: D = sum_k A[m,k] SFA[m,k/vs] B[n,k] SFB[n,k/vs] (+ D) in float64, rounded once
 to f32.  Scale factors (CUTLASS ``tmem_sf_frg``): SF(row r, j) lives in TMEM lane r % 32 of
 every lane quarter, column sf_col + r / 32, byte sf_id + j; the four quarters must agree
@@ -31,6 +32,7 @@ import numpy as np
 
 from .isa_async import AsyncOp, arrive, get_mbar, smem_offsets
 from .isa_ctrl import check_full_warps
+from .errors import SimError
 from .machine import handler
 from .operands import read_matrix, values
 from .ptx_types import decode, ptx_type, round_to
@@ -222,8 +224,9 @@ def _mma_one(cta, ins, t, kind, block, ops, tm):
         if rest[0][0] == "vec":
             raise cta.error("tcgen05.mma disable_output_lane is not simulated", t)
         neg_a, neg_b, a_major, b_major = d.negate_a, d.negate_b, d.a_major, d.b_major
-    if at is None or bt is None or at in ("e2m3", "e3m2") or (kind == "f8f6f4" and "e2m1" in (at, bt)):
+    if at is None or bt is None:
         raise cta.error(f"kind::{kind} operand types {at}/{bt} are not simulated", t)
+    padded = kind in ("f8f6f4", "mxf8f6f4")   # fp4 / fp6 in 16-element groups padded to 16 bytes
     # MN-major shared-memory operands (idesc major bits): the canonical layouts that wgmma's
     # transposed operands use (operands.matrix_index_mn), for the types that may be MN-major
     mn_esize = {"f16": 2, "bf16": 2, "tf32": 4, "e4m3": 1, "e5m2": 1}
@@ -236,19 +239,22 @@ def _mma_one(cta, ins, t, kind, block, ops, tm):
     if dl != 0:
         raise cta.error(f"tcgen05.mma D address has lane {dl}: M = 128 uses all 128 lanes from lane 0", t)
     bits = {"f16": 16, "bf16": 16, "tf32": 32, "e4m3": 8, "e5m2": 8, "e2m1": 4}
-    a_kbytes, b_kbytes = K * bits[at] // 8, K * bits[bt] // 8
+    a_kbytes, b_kbytes = (K, K) if padded else (K * bits[at] // 8, K * bits[bt] // 8)
+    decode_a = (lambda raw: _tmem_codes(raw, at)) if padded and a_tmem else \
+        (lambda raw: padded_values(raw, at)) if padded else (lambda raw: values(raw, at))
+    decode_b = (lambda raw: padded_values(raw, bt)) if padded else (lambda raw: values(raw, bt))
     _check_cols(cta, tm, dc, dc + N, t, "tcgen05.mma D")
     if a_tmem:
         al, ac = _addr(_val(cta, ops[1][1], t, U32))
         ncol = a_kbytes // 4
         _check_cols(cta, tm, ac, ac + ncol, t, "tcgen05.mma A (TMEM)")
         raw = np.ascontiguousarray(tm.data[al:al + M, ac:ac + ncol]).view(np.uint8).reshape(M, a_kbytes)
-        A = values(raw, at)
+        A = decode_a(raw)
     else:
-        A = values(read_matrix(cta, int(_val(cta, ops[1], t, B64)), 100, M, a_kbytes, t, "tcgen05.mma A operand",
-                               mn_esize[at] if a_major else 0), at)
-    B = values(read_matrix(cta, int(_val(cta, ops[2], t, B64)), 100, N, b_kbytes, t, "tcgen05.mma B operand",
-                           mn_esize[bt] if b_major else 0), bt)
+        A = decode_a(read_matrix(cta, int(_val(cta, ops[1], t, B64)), 100, M, a_kbytes, t, "tcgen05.mma A operand",
+                                 mn_esize[at] if a_major else 0))
+    B = decode_b(read_matrix(cta, int(_val(cta, ops[2], t, B64)), 100, N, b_kbytes, t, "tcgen05.mma B operand",
+                             mn_esize[bt] if b_major else 0))
     if neg_a:
         A = -A
     if neg_b:
@@ -267,6 +273,33 @@ def _mma_one(cta, ins, t, kind, block, ops, tm):
     tm.data[0:M, dc:dc + N] = round_to(prod, "f32").view(np.uint32)
     tm.pending[0:M, dc:dc + N] += 1
     tm.uncommitted.setdefault(t, []).append((slice(0, M), slice(dc, dc + N)))
+
+
+_SUB_BITS = {"e2m1": 4, "e2m3": 6, "e3m2": 6}
+
+
+def padded_values(raw: np.ndarray, fmt: str) -> np.ndarray:
+    """kind::(mx)f8f6f4 operand bytes [rows, K] in shared memory -> float64 [rows, K].
+
+    fp8: one element per byte.  fp4 / fp6 (PTX ISA "Packing format used for matrix A and B by
+    .kind::mxf8f6f4 in Shared Memory"; TMA .b4x16_p64 / .b6x16_p32): every 16-byte group holds
+    16 elements packed little-endian in its first 8 / 12 bytes (element i at bits [b*i, b*i+b)),
+    the rest is padding and is never read; data laid out densely decodes to other numbers."""
+    if fmt not in _SUB_BITS:
+        return values(raw, fmt)
+    b = _SUB_BITS[fmt]
+    rows, kb = raw.shape
+    if kb % 16:
+        raise SimError(f"{fmt} operand rows of {kb} bytes are not whole 16-byte groups")
+    data = np.ascontiguousarray(raw).reshape(rows, kb // 16, 16)[:, :, :2 * b]
+    bitstr = np.unpackbits(data, axis=-1, bitorder="little").reshape(rows, kb // 16, 16, b)
+    codes = np.packbits(bitstr, axis=-1, bitorder="little")[..., 0]
+    return decode(codes.reshape(rows, kb), fmt)
+
+
+def _tmem_codes(raw: np.ndarray, fmt: str) -> np.ndarray:
+    """A in TMEM for kind::f8f6f4: fp4 / fp6 elements one per 8-bit container (low bits)."""
+    return decode(raw, fmt) if fmt in _SUB_BITS else values(raw, fmt)
 
 
 def _vec_size(cta, ins, kind, t):

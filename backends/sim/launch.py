@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import ml_dtypes
 import numpy as np
 
 from . import SimTensorMap, simulate
@@ -26,7 +27,7 @@ def ptx_kernel_args(kernel, values, grid) -> list:
     for p in kernel.params:
         role = p.role
         if role[0] == "tensor":
-            out.append(("ptr", getattr(values[role[1]], "packed", values[role[1]])))  # FP4Tensor: its bytes
+            out.append(("ptr", _tensor_bytes(values[role[1]], role[1])))
         elif role[0] == "dim":
             out.append((p.kind, int(values[role[1]].shape[role[2]])))
         elif role[0] == "scalar":
@@ -42,6 +43,20 @@ def ptx_kernel_args(kernel, values, grid) -> list:
         else:
             raise ValueError(f"unknown parameter role {role!r}")
     return out
+
+
+def _tensor_bytes(a, index: int):
+    """The memory a tensor argument hands the kernel: an FP4Tensor's packed bytes; an
+    unpacked one-code-per-byte fp4 array is refused (the kernel reads two codes per byte)."""
+    packed = getattr(a, "packed", None)
+    if packed is not None:
+        return packed
+    if isinstance(a, np.ndarray) and a.dtype == np.dtype(ml_dtypes.float4_e2m1fn):
+        from tilec.errors import LaunchError
+
+        raise LaunchError(f"argument {index} is an unpacked float4_e2m1fn array (one code per byte); GPU and "
+                          "simulated targets read fp4 packed two per byte: pass `tilec.fp4_tensor(x)`")
+    return a
 
 
 def launch_grid(grid) -> tuple[int, int, int]:

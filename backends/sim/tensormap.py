@@ -9,6 +9,15 @@ swizzle, every 16-byte chunk of the box is moved by the address XOR of `memory.s
 (computed from the absolute shared address, so the destination should be aligned to the
 swizzle pattern: 1024 B for 128B swizzle).  The box's inner extent in bytes must equal the
 swizzle span (what CUTLASS always uses; narrower boxes are not simulated).
+
+Packed sub-byte data types (``packed_bits`` 4 / 6: ``CU_TENSOR_MAP_DATA_TYPE_16U4_ALIGN16B`` /
+``16U6_ALIGN16B``, PTX ``.b4x16_p64`` / ``.b6x16_p32``, what tcgen05 kind::f8f6f4 reads fp4 /
+fp6 through): the global tensor is packed (a uint8 array; element i of a row at bits
+[b*i, b*i + b), little-endian), dims count elements, and a load expands every 16 elements of
+the box to 16 bytes of shared memory: the 8 / 12 packed bytes, then 8 / 4 bytes of padding
+that the hardware leaves uninitialised (written here as 0xFF, so whatever reads them shows
+it).  The box's inner extent is a multiple of 16 elements (16 smem bytes each); elements
+outside the tensor read as 0.  Stores of these types are not simulated.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ _ELEM_BYTES = {"u8": 1, "uint8": 1, "i8": 1, "int8": 1, "u16": 2, "uint16": 2, "
                "f64": 8, "float64": 8, "double": 8, "tf32": 4, "f32_ftz": 4, "tf32_ftz": 4,
                "float8_e4m3fn": 1, "float8_e5m2": 1, "float8_e8m0fnu": 1}
 _NAN_BITS = {2: 0x7FFF, 4: 0x7FFFFFFF, 8: 0x7FF8000000000000}
+#: packed sub-byte TMA data types -> bits per element (16 elements per 16 smem bytes)
+_PACKED_BITS = {"16u4_align16b": 4, "b4x16_p64": 4, "16u6_align16b": 6, "b6x16_p32": 6}
 
 
 @dataclass
@@ -43,11 +54,22 @@ class SimTensorMap:
     strides: tuple | None = None
     elem_bytes: int | None = None
     elem_strides: tuple | int = 1
+    packed_bits: int = 0          # 4 / 6: 16U4_ALIGN16B / 16U6_ALIGN16B (the module docstring)
 
     def __post_init__(self):
         a = self.array
         if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
             raise ValueError("SimTensorMap.array must be a C-contiguous numpy array")
+        pb = self.packed_bits
+        if pb:
+            if pb not in (4, 6) or a.dtype != np.uint8:
+                raise ValueError(f"packed ALIGN16B tensor maps are 4- or 6-bit over uint8 data, got {pb} bits "
+                                 f"over {a.dtype}")
+            self.elem_bytes = 1       # in shared memory: 16 elements per 16 bytes
+            if self.dims is None:
+                self.dims = (a.shape[-1] * 8 // pb,) + tuple(int(d) for d in reversed(a.shape[:-1]))
+            if self.strides is None:
+                self.strides = tuple(int(x) for x in reversed(a.strides[:-1]))
         eb = self.elem_bytes = int(self.elem_bytes or a.itemsize)
         if self.dims is None:
             shape = a.shape
@@ -87,7 +109,8 @@ class SimTensorMap:
             raise ValueError("element strides other than 1 are not simulated")
         if self.oob_fill not in ("zero", "nan"):
             raise ValueError("oob_fill must be 'zero' or 'nan'")
-        last = sum((d - 1) * s for d, s in zip(self.dims[1:], self.strides)) + self.dims[0] * eb
+        row_bytes = -(-self.dims[0] * pb // 8) if pb else self.dims[0] * eb
+        last = sum((d - 1) * s for d, s in zip(self.dims[1:], self.strides)) + row_bytes
         if last > a.nbytes:
             raise ValueError(f"tensor map dims {self.dims} / strides {self.strides} reach byte {last}, "
                              f"past the array's {a.nbytes} bytes")
@@ -98,14 +121,15 @@ class SimTensorMap:
                        elem_strides=1, *, oob_fill_nan: bool = False, **_ignored) -> "SimTensorMap":
         """Same arguments as `tilec.runtime.cuda.make_tma_descriptor`, with ``array`` as the pointer."""
         key = getattr(dtype, "name", None) or str(dtype)
-        eb = dtype // 8 if isinstance(dtype, int) else _ELEM_BYTES.get(key)
+        pb = _PACKED_BITS.get(key.lower().removeprefix("cu_tensor_map_data_type_"), 0)
+        eb = dtype // 8 if isinstance(dtype, int) else (1 if pb else _ELEM_BYTES.get(key))
         if eb is None:
             raise ValueError(f"unknown TMA dtype {dtype!r}")
         gs = tuple(global_strides_bytes)
         if len(gs) == len(tuple(global_dims)):
             gs = gs[1:]
         return cls(array, tuple(box_dims), swizzle, "nan" if oob_fill_nan else "zero", tuple(global_dims),
-                   gs, eb, elem_strides)
+                   gs, eb, elem_strides, pb)
 
     @property
     def box_bytes(self) -> int:
@@ -126,6 +150,8 @@ class SimTensorMap:
 
     def load_box(self, coords) -> np.ndarray:
         """The box's bytes (OOB elements filled), flattened in smem order."""
+        if self.packed_bits:
+            return self._load_packed(coords)
         off, valid = self.box_elements(coords)
         eb = self.elem_bytes
         out = np.zeros((len(off), eb), np.uint8)
@@ -137,7 +163,36 @@ class SimTensorMap:
                 out[~valid] = np.frombuffer(int(nb).to_bytes(eb, "little"), np.uint8)
         return out.reshape(-1)
 
+    def _load_packed(self, coords) -> np.ndarray:
+        """ALIGN16B load: the box's elements (codes gathered bit by bit from the packed rows),
+        every 16 packed into their 16 smem bytes followed by 0xFF padding."""
+        b, box = self.packed_bits, self.box
+        rows = int(np.prod(box[1:])) if len(box) > 1 else 1
+        row_off = np.zeros(rows, np.int64)
+        row_ok = np.ones(rows, bool)
+        if len(box) > 1:
+            axes = [np.int64(c) + np.arange(n, dtype=np.int64) for c, n in zip(coords[1:], box[1:])]
+            grids = np.meshgrid(*axes[::-1], indexing="ij")[::-1]
+            for d, g in enumerate(grids):
+                g = g.reshape(-1)
+                row_ok &= (g >= 0) & (g < self.dims[d + 1])
+                row_off += g * self.strides[d]
+        e = np.int64(coords[0]) + np.arange(box[0], dtype=np.int64)
+        ok = row_ok[:, None] & ((e >= 0) & (e < self.dims[0]))[None, :]
+        codes = np.zeros((rows, box[0]), np.uint8)
+        for j in range(b):
+            bit = e * b + j
+            idx = np.where(ok, row_off[:, None] + bit[None, :] // 8, 0)
+            codes |= (((self.u8[idx] >> (bit % 8).astype(np.uint8)[None, :]) & 1) << np.uint8(j)) * ok
+        bits = np.unpackbits(codes[..., None], axis=-1, bitorder="little")[..., :b]
+        data = np.packbits(bits.reshape(rows, box[0] // 16, 16 * b), axis=-1, bitorder="little")
+        out = np.full((rows, box[0] // 16, 16), 0xFF, np.uint8)
+        out[:, :, :2 * b] = data
+        return out.reshape(-1)
+
     def store_box(self, coords, data: np.ndarray) -> None:
+        if self.packed_bits:
+            raise ValueError("TMA stores of packed 16U4 / 16U6 data types are not simulated")
         off, valid = self.box_elements(coords)
         eb = self.elem_bytes
         rows = data.reshape(len(off), eb)

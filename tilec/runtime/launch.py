@@ -334,4 +334,15 @@ def prepare_launch(artifact, grid: tuple[int, ...], value_args: tuple[int, ...])
 
     def launch(args):
         launcher(dims, *[g(args) for g in getters])
+    launch.fast = lambda kernel, args: _fast_launch(kernel, args, gpu, value_args, grid, launcher, dims)
     return launch
+
+
+def _fast_launch(kernel, args, gpu, value_args, grid, launcher, dims):
+    """The generated fast function of a plan for `args` (tilec.runtime.fast_launch), or None."""
+    from tilec.runtime.fast_launch import build_fast_launch
+
+    parts = getattr(launcher, "fast_parts", None)
+    if parts is None:
+        return None
+    return build_fast_launch(kernel, args, gpu, value_args, grid, *parts(dims))

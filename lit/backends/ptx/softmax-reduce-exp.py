@@ -1,7 +1,8 @@
 # RUN: tilec compile %s --target sm_90a --emit ptx --arg X=f16[?,?] --arg Y=f16[?,?] | filecheck %s
 ## Row softmax: f16 loads padded with -inf (0xFC00 = 64512); a 128-wide row lives in one
 ## warp, so the row max and sum are in-register folds then shfl.sync.bfly butterflies (no
-## shared memory, no bar.sync); exp is ex2.approx of x * log2(e); the division by the
+## shared memory, no bar.sync); exp(x - max) is ex2.approx of fma(x, log2 e, -max log2 e)
+## (one multiply per row); the division by the
 ## shared row sum is one rcp.rn per row and a mul + residual fma per element; f16 results
 ## are rounded with cvt.rn.f16.f32 before the 16-bit store (scalar: the CLI's tensors are
 ## not known 16-byte aligned).
@@ -25,7 +26,8 @@ def softmax(X: ct.Tensor, Y: ct.Tensor):
 # CHECK:         shfl.sync.bfly.b32 %[[O:f[0-9]+]], %[[M]], 1, 31, -1;
 # CHECK-NEXT:    max.NaN.f32 %[[M]], %[[M]], %[[O]];
 # CHECK:         shfl.sync.bfly.b32 %{{f[0-9]+}}, %[[M]], 16, 31, -1;
-# CHECK:         mul.rn.f32 %[[T:f[0-9]+]], %{{f[0-9]+}}, 0f3FB8AA3B;
+# CHECK:         mul.rn.f32 %[[NM:f[0-9]+]], %[[M]], 0fBFB8AA3B;
+# CHECK-NEXT:    fma.rn.f32 %[[T:f[0-9]+]], %{{f[0-9]+}}, 0f3FB8AA3B, %[[NM]];
 # CHECK-NEXT:    ex2.approx.ftz.f32 %{{f[0-9]+}}, %[[T]];
 # CHECK:         shfl.sync.bfly.b32 %{{f[0-9]+}}, %[[S:f[0-9]+]], 16, 31, -1;
 # CHECK:         rcp.rn.f32 %{{f[0-9]+}}, %[[S]];

@@ -1,0 +1,421 @@
+"""`w4a16.mma_loop` on sm_80 / sm_90a: FP4 weights decoded in registers, fed to mma.sync f16/bf16.
+
+The loop computes acc[BM tokens, BN weight rows] += X[BM, BK] @ deq(WQ, WS)[BN, BK]^T per
+K chunk.  Swap-AB: the weights are the 16-row A operand of `mma.sync.m16n8k16` (warp w owns
+weight rows 16w..16w+15, so num_warps = BN / 16), the activations the 8-wide B operand (BM/8
+n8 tiles); D = acc^T stays in registers across the loop.
+
+**Per-thread cp.async ring.**  Lane (g = lane/4, c = lane%4) of a warp copies, per K chunk,
+exactly the bytes it will decode: BK/8 packed bytes of weight rows g and g+8 (physical K
+[c*BK/4, (c+1)*BK/4) of the chunk), both rows' BK/block scale bytes, and the same K range of
+activation rows 8t+g for each n8 tile t.  Copies are `cp.async` of 16 bytes (4/8 for scales)
+into the thread's own 16-byte units (unit u of stage s at smem + ((s*U + u)*T + tid)*16, so a
+warp's `ld.shared.v4` is conflict-free); rows past the tensor's end copy 0 bytes (zero fill).
+Since a thread reads back only what it copied, `cp.async.wait_group` alone orders the ring:
+no bar.sync in the loop.  `stages - 1` chunks are in flight while one is computed:
+
+    prologue: issue chunks lb .. lb+S-2, one commit group each
+    loop k:   issue chunk k+S-1 (empty group past ub); wait_group S-1; decode + mma chunk k
+
+**Decode** (PTX_FACTS.md section 6, without lookup tables).  MMA's K order inside a thread is
+free as long as A and B agree, so a 32-bit word w of 8 e2m1 codes (K elements k0..k7, low
+nibble first) yields four f16x2 registers pairing elements (k_i, k_{i+4}), i = 0..3:
+
+    y_i = ((w << (9 - 4i)) & 0x0E000E00) | ((w << (12 - 4i)) & 0x80008000)   // e2m1 * 2^-14 as f16
+    a_i = (y_i * 2^14) * scale                                               // mul.f16x2, exact q, one rounding
+
+(bf16: magnitude bits at 6..8, times 2^126, fma.rn.bf16x2).  The activation registers are
+permuted the same way (`prmt` of (k0,k1),(k4,k5) -> (k0,k4),(k1,k5)).  Step i=0/1 of a word
+is one mma (a0..a3 = rows g, g+8 x pairs 0, 1), i = 2/3 the next.
+
+**Scales** become a splat f16x2/bf16x2 multiplier: e8m0 e -> f32 bits e << 23 (e = 0 reads 0;
+the NaN scale 0xFF reads inf), e4m3 -> f16 bits ((b & 0x80) << 8 | (b & 0x7F) << 7) * 2^8; then
+rounded to the activation type.  So a weight is the activation type's rounding of q * scale,
+as `tile.dequantize` defines, for every scale the activation type holds (f16: 2^-24 .. 2^15;
+bf16: all finite ones).
+
+Epilogue: wait for every copy, bar.sync, fragments -> smem as the row-major [BM, BN] f32 tile,
+bar.sync, read back in the canonical blocked layout.
+"""
+
+from __future__ import annotations
+
+from tilec import dtypes as dt
+from tilec.dialects.w4a16 import MmaLoopOp
+
+from .emitter import KernelEmitter, Val, lowers
+from .exchange import load_f32_tile, store_tile, thread_base
+from .layout import Blocked
+
+#: opt-in shared memory per CTA: 227 KiB on sm_90 / sm_100, 163 KiB on sm_80 (A100)
+SMEM_LIMITS = {80: 163 * 1024}
+SMEM_DEFAULT = 227 * 1024
+
+_ACT = {dt.float16: "f16", dt.bfloat16: "bf16"}
+# f16: magnitude field (e e m) at bits 9..11 of each half; bf16: at bits 6..8
+_MAG = {"f16": (9, 0x0E000E00, 0x74007400), "bf16": (6, 0x01C001C0, 0x7E807E80)}   # shift, mask, 2^14 / 2^126
+
+
+def _u64(em: KernelEmitter, x) -> str:
+    r = em.new("rd")
+    if isinstance(x, int):
+        em.ins(f"mov.u64 {r}, {x}")
+    else:
+        em.ins(f"cvt.u64.u32 {r}, {x}")
+    return r
+
+
+def _row_ptr(em: KernelEmitter, base: str, row: str, row_bytes, extra) -> str:
+    """base + row * row_bytes + extra (u64), row / row_bytes / extra u32 registers or ints."""
+    r = em.new("rd")
+    em.ins(f"mul.wide.u32 {r}, {row}, {row_bytes}")
+    em.ins(f"add.u64 {r}, {r}, {base}")
+    if extra != 0:
+        em.ins(f"add.u64 {r}, {r}, {_u64(em, extra)}")
+    return r
+
+
+def _lt(em: KernelEmitter, a: str, b) -> str:
+    p = em.new("p")
+    em.ins(f"setp.lt.u32 {p}, {a}, {b}")
+    return p
+
+
+def _src_size(em: KernelEmitter, valid: str, size: int) -> str:
+    r = em.new("r")
+    em.ins(f"selp.u32 {r}, {size}, 0, {valid}")
+    return r
+
+
+class _Ring:
+    """Offsets of a thread's 16-byte units in the per-thread ring (see the module docstring)."""
+
+    def __init__(self, em: KernelEmitter, bk: int, block: int, stages: int):
+        self.T = em.num_threads
+        self.w_units = 2 * (bk // 128)            # rows g, g+8: BK/8 bytes each
+        self.sb = bk // block                     # scale bytes per row and chunk (4, 8, 16)
+        self.s_units = max(1, 2 * self.sb // 16)
+        self.U = self.w_units + self.s_units
+        self.stage_bytes = self.U * self.T * 16
+        self.bytes = stages * self.stage_bytes
+
+    def unit(self, u: int) -> int:
+        return u * self.T * 16
+
+    def w(self, r: int, u: int, bk: int) -> int:
+        return self.unit(r * (bk // 128) + u)
+
+    def scale(self, r: int) -> int:
+        """Byte offset of row r's scales (within its unit: + byte index)."""
+        if self.sb == 16:
+            return self.unit(self.w_units + r)
+        return self.unit(self.w_units) + r * self.sb
+
+
+@lowers(MmaLoopOp)
+def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
+    em.require_sm(80, "w4a16.mma_loop")
+    xi, wi, si = em.tensors[op.x], em.tensors[op.wq], em.tensors[op.ws]
+    act = _ACT.get(xi.dtype)
+    bm, bn = op.acc.type.get_shape()
+    bk, block, S = op.bk.value.data, op.block.value.data, op.stages.value.data
+    if act is None:
+        raise em.unsupported("w4a16.mma_loop", xi.dtype, "activations must be f16 or bf16")
+    rg_n = bn // 16                              # warps along the weight rows
+    if em.num_warps % rg_n:
+        raise em.unsupported("w4a16.mma_loop", xi.dtype, f"needs a multiple of {rg_n} warps (one per 16 weight "
+                             f"rows, more split K), the kernel has {em.num_warps}")
+    ks_n = em.num_warps // rg_n                  # warps along K: each takes every ks_n-th chunk
+    nt = bm // 8
+    ring = _Ring(em, bk, block, S)
+    limit = SMEM_LIMITS.get(em.sm, SMEM_DEFAULT)
+    if ring.bytes > limit:                      # fewer stages where shared memory is short
+        S = limit // ring.stage_bytes
+        if S < 2:
+            raise em.unsupported("w4a16.mma_loop", xi.dtype, f"two stages need {2 * ring.stage_bytes} B of "
+                                 f"shared memory, more than {limit}")
+        ring = _Ring(em, bk, block, S)
+    em.reserve_smem(max(ring.bytes, ks_n * bm * bn * 4))
+    em.comment(f"w4a16.mma_loop: [{bm} x {bk}] @ fp4[{bn} x {bk}]^T per chunk, {rg_n} x {ks_n} warps (rows x K), "
+               f"{S}-stage cp.async ring, {act} mma.sync")
+
+    # ---- thread geometry: warp = ks * rg_n + rg
+    tid = em.tid
+    lane, warp, rg, ks, g, c = (em.new("r") for _ in range(6))
+    em.ins(f"and.b32 {lane}, {tid}, 31")
+    em.ins(f"shr.u32 {warp}, {tid}, 5")
+    em.ins(f"rem.u32 {rg}, {warp}, {rg_n}")
+    em.ins(f"div.u32 {ks}, {warp}, {rg_n}")
+    em.ins(f"shr.u32 {g}, {lane}, 2")
+    em.ins(f"and.b32 {c}, {lane}, 3")
+    tb = em.new("r")
+    em.ins(f"mad.lo.u32 {tb}, {tid}, 16, {em.smem_base}")
+    first = em.new("p")                          # this warp starts from the accumulator (the others from 0)
+    em.ins(f"setp.eq.u32 {first}, {ks}, 0")
+
+    x_row = em.as_reg(em.get(op.x_row).regs[0])
+    w_row = em.as_reg(em.get(op.w_row).regs[0])
+    lb = em.new("r")
+    em.ins(f"add.s32 {lb}, {em.as_reg(em.get(op.lb).regs[0])}, {ks}")
+    ub = em.as_reg(em.get(op.ub).regs[0])
+
+    # ---- accumulator fragments: d[t] = rows (g, g+8) x tokens (8t + 2c, +1)
+    acc = em.get(op.acc)
+    # f16 with NV scales accumulates q * s * 2^-14 (exact decoded weights, one multiply): the
+    # fragments start at 0 and end as d * 2^14 + init
+    scaled_acc = act == "f16" and block == 16
+    d = [[em.new("f") for _ in range(4)] for _ in range(nt)]
+    init = d
+    if scaled_acc:
+        init = [[em.new("f") for _ in range(4)] for _ in range(nt)]
+    if acc.uniform:
+        for frag in init:
+            for r in frag:
+                em.ins(f"selp.f32 {r}, {acc.regs[0]}, 0f00000000, {first}")
+    else:
+        em.bar()
+        store_tile(em, acc, 0)
+        em.bar()
+        for t in range(nt):
+            addr = _frag_addr(em, rg, g, c, t, bn, 0)
+            for q, (dr, dc) in enumerate(((0, 0), (0, 1), (8, 0), (8, 1))):
+                em.ins(f"ld.shared.f32 {init[t][q]}, [{addr}+{(dc * bn + dr) * 4}]")
+                em.ins(f"selp.f32 {init[t][q]}, {init[t][q]}, 0f00000000, {first}")
+        em.bar()
+    if scaled_acc:
+        for frag in d:
+            for r in frag:
+                em.ins(f"mov.f32 {r}, 0f00000000")
+
+    # ---- global sources of this thread (pointers at this warp's first chunk), advanced ks_n chunks per issue
+    wrow = [em.new("r"), em.new("r")]
+    em.ins(f"mad.lo.u32 {wrow[0]}, {rg}, 16, {w_row}")
+    em.ins(f"add.u32 {wrow[0]}, {wrow[0]}, {g}")
+    em.ins(f"add.u32 {wrow[1]}, {wrow[0]}, 8")
+    n_rows, kw = wi.dims[0], wi.dims[1]
+    wq_row = (kw + 1) // 2 if isinstance(kw, int) else em.new("r")
+    if not isinstance(kw, int):
+        em.ins(f"add.u32 {wq_row}, {kw}, 1")
+        em.ins(f"shr.u32 {wq_row}, {wq_row}, 1")
+    ws_row = si.dims[1]
+    kx = xi.dims[1]
+    x_rowb = kx * 2 if isinstance(kx, int) else em.new("r")
+    if not isinstance(kx, int):
+        em.ins(f"shl.b32 {x_rowb}, {kx}, 1")
+    cb_w, cb_x = em.new("r"), em.new("r")
+    em.ins(f"mul.lo.u32 {cb_w}, {c}, {bk // 8}")
+    em.ins(f"mul.lo.u32 {cb_x}, {c}, {bk // 2}")
+    lb64 = em.new("rd")
+    em.ins(f"cvt.s64.s32 {lb64}, {lb}")
+
+    def start(ptr: str, row: str, row_bytes, per_thread, chunk_bytes: int) -> str:
+        p = _row_ptr(em, ptr, row, row_bytes, per_thread)
+        em.ins(f"mad.lo.s64 {p}, {lb64}, {chunk_bytes}, {p}")
+        return p
+
+    # (pointer, chunk bytes, [(ring offset, global offset, size)], src-size register, cache, token predicate):
+    # weights stream through L2 only (.cg); activations are read straight into registers (below)
+    srcs = []
+    for r in range(2):
+        ok = _lt(em, wrow[r], n_rows)
+        wp = start(wi.ptr, wrow[r], wq_row, cb_w, bk // 2)
+        srcs.append((wp, bk // 2, [(ring.w(r, u, bk), 16 * u, 16) for u in range(bk // 128)], _src_size(em, ok, 16),
+                     "cg", None))
+        sp = start(si.ptr, wrow[r], ws_row, 0, ring.sb)
+        srcs.append((sp, ring.sb, [(ring.scale(r), 0, ring.sb)], _src_size(em, ok, ring.sb),
+                     "cg" if ring.sb == 16 else "ca", None))
+    xv, xps = [], []
+    for t in range(nt):
+        xr = em.new("r")
+        em.ins(f"add.u32 {xr}, {x_row}, {8 * t}")
+        em.ins(f"add.u32 {xr}, {xr}, {g}")
+        ok = _lt(em, xr, xi.dims[0])
+        xv.append(ok)
+        xps.append(start(xi.ptr, xr, x_rowb, cb_x, bk * 2))
+
+    ring_end = em.new("r")
+    em.ins(f"add.u32 {ring_end}, {tb}, {ring.bytes}")
+    it_p, ps = em.new("r"), em.new("r")
+    em.ins(f"mov.u32 {it_p}, {lb}")
+    em.ins(f"mov.u32 {ps}, {tb}")
+
+    def issue() -> None:
+        """Copy chunk `it_p` into stage `ps` (if it_p < ub), commit, advance."""
+        more = em.new("p")
+        em.ins(f"setp.lt.s32 {more}, {it_p}, {ub}")
+        for ptr, step, pieces, size, kind, tok in srcs:
+            guard = more
+            if tok is not None:
+                guard = em.new("p")
+                em.ins(f"and.pred {guard}, {more}, {tok}")
+            for ring_off, g_off, n in pieces:
+                em.ins(f"@{guard} cp.async.{kind}.shared.global [{ps}+{ring_off}], [{ptr}+{g_off}], {n}, {size}")
+            em.ins(f"add.s64 {ptr}, {ptr}, {step * ks_n}")
+        em.ins("cp.async.commit_group")
+        em.ins(f"add.u32 {it_p}, {it_p}, {ks_n}")
+        em.ins(f"add.u32 {ps}, {ps}, {ring.stage_bytes}")
+        wrap = em.new("p")
+        em.ins(f"setp.ge.u32 {wrap}, {ps}, {ring_end}")
+        em.ins(f"@{wrap} sub.u32 {ps}, {ps}, {ring.bytes}")
+
+    for _ in range(S - 1):
+        issue()
+
+    consts = _constants(em, act, scaled_acc)
+    # activation registers [tile][16-byte piece]: 8 halves of this thread's K range, 0 for rows past M
+    xs = [[[em.new("r") for _ in range(4)] for _ in range(bk // 32)] for _ in range(nt)]
+    for tile_regs in xs:
+        for regs in tile_regs:
+            for r in regs:
+                em.ins(f"mov.b32 {r}, 0")
+    it, cs = em.new("r"), em.new("r")
+    em.ins(f"mov.u32 {it}, {lb}")
+    em.ins(f"mov.u32 {cs}, {tb}")
+    top, done = em.label("w4a16_loop"), em.label("w4a16_done")
+    em.place(top)
+    fin = em.new("p")
+    em.ins(f"setp.ge.s32 {fin}, {it}, {ub}")
+    em.ins(f"@{fin} bra {done}")
+    issue()
+    for t in range(nt):     # this chunk's activations (L1 / L2), in flight while the ring drains
+        for q in range(bk // 32):
+            em.ins(f"@{xv[t]} ld.global.nc.v4.b32 {{{', '.join(xs[t][q])}}}, [{xps[t]}+{16 * q}]")
+        em.ins(f"add.s64 {xps[t]}, {xps[t]}, {bk * 2 * ks_n}")
+    em.ins(f"cp.async.wait_group {S - 1}")
+    _compute(em, ring, cs, c, d, act, bk, block, nt, consts, xs)
+    em.ins(f"add.u32 {it}, {it}, {ks_n}")
+    em.ins(f"add.u32 {cs}, {cs}, {ring.stage_bytes}")
+    wrap = em.new("p")
+    em.ins(f"setp.ge.u32 {wrap}, {cs}, {ring_end}")
+    em.ins(f"@{wrap} sub.u32 {cs}, {cs}, {ring.bytes}")
+    em.ins(f"bra {top}")
+    em.place(done)
+    em.ins("cp.async.wait_all")
+
+    if scaled_acc:
+        for frag, frag0 in zip(d, init):
+            for r, r0 in zip(frag, frag0):
+                em.ins(f"fma.rn.f32 {r}, {r}, 0f46800000, {r0}")     # * 2^14 + init
+
+    # ---- epilogue: each K warp's fragments -> its row-major [BM, BN] f32 slice of smem; sum -> blocked layout
+    em.bar()
+    for t in range(nt):
+        addr = _frag_addr(em, rg, g, c, t, bn, ks, bm * bn)
+        for q, (dr, dc) in enumerate(((0, 0), (0, 1), (8, 0), (8, 1))):
+            em.ins(f"st.shared.f32 [{addr}+{(dc * bn + dr) * 4}], {d[t][q]}")
+    em.bar()
+    layout = Blocked((bm, bn), em.num_threads)
+    base = em.as_reg(thread_base(em, layout, 4, 0))
+    regs = load_f32_tile(em, layout, base)
+    for k in range(1, ks_n):
+        part = load_f32_tile(em, layout, em.as_reg(thread_base(em, layout, 4, k * bm * bn * 4)))
+        for s_, (a, b) in enumerate(zip(regs, part)):
+            if not layout.slot_never_valid(s_):
+                em.ins(f"add.f32 {a}, {a}, {b}")
+    em.set(op.result, Val(dt.float32, layout, regs))
+
+
+def _frag_addr(em: KernelEmitter, rg: str, g: str, c: str, t: int, bn: int, ks, tile: int = 0) -> str:
+    """smem address of acc[8t + 2c, 16 rg + g] in the row-major [BM, BN] f32 tile number `ks`
+    (`tile` = BM * BN elements apart)."""
+    a, col = em.new("r"), em.new("r")
+    em.ins(f"mad.lo.u32 {col}, {rg}, 16, {g}")
+    em.ins(f"shl.b32 {a}, {c}, 1")
+    em.ins(f"add.u32 {a}, {a}, {8 * t}")
+    em.ins(f"mad.lo.u32 {a}, {a}, {bn}, {col}")
+    if ks != 0:
+        em.ins(f"mad.lo.u32 {a}, {ks}, {tile}, {a}")
+    em.ins(f"mad.lo.u32 {a}, {a}, 4, {em.smem_base}")
+    return a
+
+
+def _constants(em: KernelEmitter, act: str, scaled_acc: bool) -> dict:
+    _, _, pow2 = _MAG[act]
+    k = {"pow2": em.new("r"), "nzero": em.new("r"), "scaled_acc": scaled_acc}
+    em.ins(f"mov.b32 {k['pow2']}, {pow2}")
+    em.ins(f"mov.b32 {k['nzero']}, 0x80008000")   # -0.0 x2: x + -0 == x for every x
+    return k
+
+
+def _scale_splat(em: KernelEmitter, addr: str, imm: int, block: int, act: str) -> str:
+    """The f16x2 / bf16x2 splat of the scale byte at [addr + imm]."""
+    e, f = em.new("r"), em.new("f")
+    em.ins(f"ld.shared.u8 {e}, [{addr}+{imm}]")
+    if block == 32:                              # e8m0: 2^(e - 127) as f32 bits
+        em.ins(f"shl.b32 {e}, {e}, 23")
+        em.ins(f"mov.b32 {f}, {e}")
+    else:                                        # e4m3 -> f16 bits of s * 2^-8 -> f32 * 2^8
+        s, m, h = em.new("r"), em.new("r"), em.new("h")
+        em.ins(f"and.b32 {s}, {e}, 128")
+        em.ins(f"shl.b32 {s}, {s}, 8")
+        em.ins(f"and.b32 {m}, {e}, 127")
+        em.ins(f"shl.b32 {m}, {m}, 7")
+        em.ins(f"or.b32 {s}, {s}, {m}")
+        em.ins(f"cvt.u16.u32 {h}, {s}")
+        em.ins(f"cvt.f32.f16 {f}, {h}")
+        em.ins(f"mul.f32 {f}, {f}, 0f43800000")
+    h, out = em.new("h"), em.new("r")
+    em.ins(f"cvt.rn.{act}.f32 {h}, {f}")
+    em.ins(f"mov.b32 {out}, {{{h}, {h}}}")
+    return out
+
+
+def _decode(em: KernelEmitter, w: str, scale: str, act: str, k: dict) -> list[str]:
+    """Four f16x2/bf16x2 registers: elements (i, i+4) of the 8 e2m1 codes in `w`, times `scale`."""
+    shift, mask, _ = _MAG[act]
+    out = []
+    for i in range(4):
+        a, b, y = em.new("r"), em.new("r"), em.new("r")
+        sa, sb = shift - 4 * i, 12 - 4 * i
+        em.ins(f"shl.b32 {a}, {w}, {sa}" if sa >= 0 else f"shr.u32 {a}, {w}, {-sa}")
+        if sb:
+            em.ins(f"shl.b32 {b}, {w}, {sb}")
+            em.ins(f"and.b32 {b}, {b}, 0x80008000")
+        else:
+            em.ins(f"and.b32 {b}, {w}, 0x80008000")
+        em.ins(f"lop3.b32 {y}, {a}, {b}, {mask}, 0xEC")          # (a & mask) | b
+        if act == "f16" and k["scaled_acc"]:     # NV: q * 2^-14 * s is exact in f16; 2^14 goes to the acc
+            em.ins(f"mul.rn.f16x2 {y}, {y}, {scale}")
+            out.append(y)
+            continue
+        if act == "f16":
+            em.ins(f"mul.rn.f16x2 {y}, {y}, {k['pow2']}")
+            em.ins(f"mul.rn.f16x2 {y}, {y}, {scale}")
+        else:
+            em.ins(f"fma.rn.bf16x2 {y}, {y}, {k['pow2']}, {k['nzero']}")
+            em.ins(f"fma.rn.bf16x2 {y}, {y}, {scale}, {k['nzero']}")
+        out.append(y)
+    return out
+
+
+def _compute(em: KernelEmitter, ring: _Ring, cs: str, c: str, d: list, act: str, bk: int, block: int, nt: int,
+             k: dict, xs: list) -> None:
+    """Decode the stage at `cs` and accumulate its mma.syncs into the fragments `d`; `xs[t][q]`: the
+    activation registers of n8 tile t, 16-byte piece q of this thread's K range."""
+    per_thread = bk // 4                         # K elements per thread and row in a chunk
+    q = max(1, per_thread // block)              # scales per thread and row
+    sc_addr = em.new("r")                        # this thread's first scale byte of row 0
+    em.ins(f"mad.lo.u32 {sc_addr}, {c}, {q}, {cs}")
+    scales = [[_scale_splat(em, sc_addr, ring.scale(r) + j, block, act) for j in range(q)] for r in range(2)]
+    for u in range(bk // 128):
+        words = []
+        for r in range(2):
+            ws = [em.new("r") for _ in range(4)]
+            em.ins(f"ld.shared.v4.b32 {{{', '.join(ws)}}}, [{cs}+{ring.w(r, u, bk)}]")
+            words.append(ws)
+        for j in range(4):
+            sj = (32 * u + 8 * j) // block
+            ya = _decode(em, words[0][j], scales[0][sj], act, k)
+            yb = _decode(em, words[1][j], scales[1][sj], act, k)
+            for t in range(nt):
+                x = xs[t][4 * u + j]
+                b = [em.new("r") for _ in range(4)]
+                em.ins(f"prmt.b32 {b[0]}, {x[0]}, {x[2]}, 0x5410")
+                em.ins(f"prmt.b32 {b[1]}, {x[0]}, {x[2]}, 0x7632")
+                em.ins(f"prmt.b32 {b[2]}, {x[1]}, {x[3]}, 0x5410")
+                em.ins(f"prmt.b32 {b[3]}, {x[1]}, {x[3]}, 0x7632")
+                frag = "{" + ", ".join(d[t]) + "}"
+                for step in range(2):
+                    a = [ya[2 * step], yb[2 * step], ya[2 * step + 1], yb[2 * step + 1]]
+                    em.ins(f"mma.sync.aligned.m16n8k16.row.col.f32.{act}.{act}.f32 {frag}, "
+                           f"{{{', '.join(a)}}}, {{{b[2 * step]}, {b[2 * step + 1]}}}, {frag}")

@@ -1,0 +1,200 @@
+"""tilec.nn.paged_attention_decode: decode attention over paged FP4 K/V, for a batch of
+sequences of ragged lengths (1, 63, 64, 65, 300, ...), with grouped-query heads.
+
+The reference is float64 numpy: K/V decoded from the cache's bytes with ml_dtypes
+(`decode_f64` of test_nn_kv_cache), then softmax(q K^T / sqrt(D)) V per sequence and head.
+Every page no sequence owns holds random bytes with NaN scales, and so does the tail of
+each sequence's last page, so reading a token past a sequence's end shows up as NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tilec.nn.kv_cache import PAGE, FP4KVCache, compress_kv, slots_for
+from tilec.nn.paged_attention import paged_attention_decode
+from test_nn_kv_cache import decode_f64
+
+NAN_CODE = {"mx": 0xFF, "nv": 0x7F}
+
+
+def build(rng, lens, hq, hkv, d, fmt, device=None):
+    """(q, cache, page_table, seq_lens, K and V as written in fp16) with poisoned pages."""
+    need = [(n + PAGE - 1) // PAGE for n in lens]
+    num_pages = sum(need) + 3
+    cache = FP4KVCache.empty(num_pages, hkv, d, fmt)
+    for a in (cache.k_pages, cache.v_pages):
+        a[:] = rng.integers(0, 256, a.shape, dtype=np.uint8)
+    perm = rng.permutation(num_pages).astype(np.int32)
+    pt = np.full((len(lens), max(need) + 1), -1, np.int32)    # past the end: never read
+    start = 0
+    for b, n in enumerate(need):
+        pt[b, :n] = perm[start:start + n]
+        start += n
+    ks, vs = [], []
+    for b, n in enumerate(lens):
+        k = rng.standard_normal((n, hkv, d)).astype(np.float16)
+        v = rng.standard_normal((n, hkv, d)).astype(np.float16)
+        compress_kv(k, v, cache, slots_for(pt, np.full(n, b), np.arange(n)))
+        ks.append(k)
+        vs.append(v)
+    q = rng.standard_normal((len(lens), hq, d)).astype(np.float16)
+    return q, cache, pt, np.array(lens, np.int32), ks, vs
+
+
+def attention_f64(q, K, V, group):
+    """q [hq, D], K/V [hkv, n, D] float64 -> [hq, D]."""
+    out = np.empty(q.shape)
+    for h in range(q.shape[0]):
+        s = K[h // group] @ q[h] / np.sqrt(q.shape[1])
+        p = np.exp(s - s.max())
+        out[h] = (p / p.sum()) @ V[h // group]
+    return out
+
+
+def reference(q, cache, pt, lens):
+    """float64 attention over the K/V stored in the cache (decoded from its bytes)."""
+    group = q.shape[1] // cache.heads
+    out = np.empty(q.shape)
+    for b, n in enumerate(lens):
+        pages = pt[b, :(n + PAGE - 1) // PAGE]
+
+        def seq(P, S):
+            x = decode_f64(P[pages], S[pages], cache.block)          # [pages, hkv, 64, D]
+            return x.transpose(1, 0, 2, 3).reshape(cache.heads, -1, cache.head_dim)[:, :n]
+        out[b] = attention_f64(q[b].astype(np.float64), seq(cache.k_pages, cache.k_scales),
+                               seq(cache.v_pages, cache.v_scales), group)
+    return out
+
+
+LENS = [1, 63, 64, 65, 300, 130]
+
+
+@pytest.mark.parametrize("fmt", ["mx", "nv"])
+def test_cpu_ragged_batch_gqa(fmt):
+    rng = np.random.default_rng(0)
+    q, cache, pt, lens, ks, vs = build(rng, LENS, 4, 2, 64, fmt)
+    out = paged_attention_decode(q, cache, pt, lens)
+    assert out.dtype == np.float16 and not np.isnan(out).any()
+    ref = reference(q, cache, pt, lens)
+    np.testing.assert_allclose(out.astype(np.float64), ref, atol=2e-3, rtol=2e-3)
+    # against the unquantized fp16 K/V: FP4's error, far larger than the kernel's own
+    exact = np.stack([attention_f64(q[b].astype(np.float64), ks[b].transpose(1, 0, 2).astype(np.float64),
+                                    vs[b].transpose(1, 0, 2).astype(np.float64), 2) for b in range(len(LENS))])
+    err = np.abs(out - exact).max()
+    assert 1e-3 < err < 0.5, err
+
+
+def test_sequence_length_changes_the_answer():
+    """Each sequence sees exactly its first seq_lens[b] tokens: shortening a sequence by one
+    token gives the reference of the shorter sequence."""
+    rng = np.random.default_rng(1)
+    q, cache, pt, lens, _, _ = build(rng, [65, 64], 2, 2, 64, "mx")
+    shorter = lens - 1
+    np.testing.assert_allclose(paged_attention_decode(q, cache, pt, shorter).astype(np.float64),
+                               reference(q, cache, pt, shorter), atol=2e-3, rtol=2e-3)
+
+
+def test_bad_arguments():
+    cache = FP4KVCache.empty(2, 2, 64, "mx")
+    pt, lens = np.zeros((1, 1), np.int32), np.ones(1, np.int32)
+    with pytest.raises(ValueError, match="multiple"):
+        paged_attention_decode(np.zeros((1, 3, 64), np.float16), cache, pt, lens)
+    with pytest.raises(ValueError, match="head_dim"):
+        paged_attention_decode(np.zeros((1, 2, 32), np.float16), cache, pt, lens)
+
+
+@pytest.mark.parametrize("target,fmt", [("sim:sm_90a", "mx"), ("sim:sm_100a", "nv"), ("sim:sm_80", "mx")])
+def test_simulated_gpu_lowering(monkeypatch, target, fmt):
+    monkeypatch.setenv("TILEC_TARGET", target)
+    rng = np.random.default_rng(2)
+    q, cache, pt, lens, _, _ = build(rng, [1, 65, 64], 2, 1, 64, fmt)
+    import tilec.backends.sim.launch as sim_launch
+
+    calls = []
+    real = sim_launch.run_ptx_kernel
+    monkeypatch.setattr(sim_launch, "run_ptx_kernel", lambda k, v, g: (calls.append(k.name), real(k, v, g))[1])
+    out = paged_attention_decode(q, cache, pt, lens)
+    assert calls == ["_paged_decode"]
+    np.testing.assert_allclose(out.astype(np.float64), reference(q, cache, pt, lens), atol=2e-3, rtol=2e-3)
+
+
+def _gpu_ready() -> bool:
+    try:
+        import torch
+
+        from tilec.runtime.cuda import cuda_available
+
+        return torch.cuda.is_available() and cuda_available()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu_ready(), reason="needs an NVIDIA GPU with torch CUDA")
+@pytest.mark.parametrize("fmt", ["mx", "nv"])
+def test_gpu_ragged_batch(fmt):
+    import torch
+
+    rng = np.random.default_rng(3)
+    lens = [1, 63, 64, 65, 300, 1000, 129]
+    q, cache, pt, lens_np, _, _ = build(rng, lens, 8, 2, 128, fmt)
+    g = FP4KVCache(*(torch.from_numpy(a.view(np.uint8)).cuda() for a in
+                     (cache.k_pages, cache.v_pages, cache.k_scales, cache.v_scales)), fmt=fmt)
+    sd = torch.float8_e8m0fnu if fmt == "mx" else torch.float8_e4m3fn
+    g.k_scales, g.v_scales = g.k_scales.view(sd), g.v_scales.view(sd)
+    out = paged_attention_decode(torch.from_numpy(q).cuda(), g, torch.from_numpy(pt).cuda(),
+                                 torch.from_numpy(lens_np).cuda())
+    torch.cuda.synchronize()
+    got = out.cpu().numpy().astype(np.float64)
+    assert not np.isnan(got).any()
+    np.testing.assert_allclose(got, reference(q, cache, pt, lens_np), atol=2e-3, rtol=2e-3)
+
+
+def test_example_cpu(example):
+    """examples/paged_attention.py on the CPU backend (MX and NV)."""
+    mod = example("paged_attention")
+    assert mod.main(fmt="mx") < 2e-3
+    assert mod.main(fmt="nv", lens=(3, 64, 129)) < 2e-3
+
+
+@pytest.mark.parametrize("target", ["sm_80", "sm_90a", "sm_100a"])
+def test_kernels_assemble(target):
+    """compress_kv, decompress_kv and the decode kernel for D = 128 with MX and NV scales pass
+    ptxas (sm_100a: hardware e2m1x2 conversions; sm_80 / sm_90a: software; NV needs sm_90)."""
+    from test_ptx_compile import _ptxas
+    if _ptxas() is None:
+        pytest.skip("ptxas not found (pip install nvidia-cuda-nvcc)")
+    from tilec.backends.ptx.ptxas import assemble
+    from tilec.driver import CompileOptions, compile_kernel
+    from tilec.nn import kv_cache as KV, paged_attention as PA
+
+    for fmt in ("mx",) if target == "sm_80" else ("mx", "nv"):
+        cache = FP4KVCache.empty(4, 2, 128, fmt)
+        kp, vp, ks, vs = cache.kernel_args()
+        tok, slots = np.zeros((3, 2, 128), np.float16), np.zeros(3, np.int32)
+        q, pt, lens = np.zeros((2, 4, 128), np.float16), np.zeros((2, 2), np.int32), np.ones(2, np.int32)
+        for kernel, args in ((KV._compress, (tok, tok, slots, kp, vp, ks, vs, 2, 128, cache.block, fmt == "nv")),
+                             (KV._decompress, (kp, vp, ks, vs, slots, tok, tok, 2, 128, cache.block)),
+                             (PA._paged_decode, (q, kp, vp, ks, vs, pt, lens, q, 0.1, 128, cache.block, 2))):
+            specs, _ = kernel.bind(args)
+            ptx = compile_kernel(kernel, specs, target, CompileOptions()).gpu.ptx
+            assemble(ptx, target)
+            assert ("e2m1x2" in ptx) == (target == "sm_100a"), (kernel.name, target)
+
+
+def test_cpu_torch_tensors():
+    """CPU torch tensors run on the CPU backend and give numpy's answer, in q's dtype."""
+    torch = pytest.importorskip("torch")
+    from tilec.nn import FP4KVCache as Cache, paged_attention_decode as decode
+
+    rng = np.random.default_rng(4)
+    q, cache, pt, lens, _, _ = build(rng, [5, 70], 2, 1, 64, "nv")
+    tcache = Cache(*(torch.from_numpy(a.view(np.uint8).copy()) for a in
+                     (cache.k_pages, cache.v_pages, cache.k_scales, cache.v_scales)), fmt="nv")
+    tcache.k_scales = tcache.k_scales.view(torch.float8_e4m3fn)
+    tcache.v_scales = tcache.v_scales.view(torch.float8_e4m3fn)
+    out = decode(torch.from_numpy(q), tcache, torch.from_numpy(pt), torch.from_numpy(lens))
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float16
+    np.testing.assert_array_equal(out.numpy(), paged_attention_decode(q, cache, pt, lens))

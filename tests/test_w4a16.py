@@ -1,0 +1,210 @@
+"""W4A16 on sm_90a / sm_80: the tile-w4a16 pass and the w4a16.mma_loop PTX lowering.
+
+Every kernel runs through the PTX simulator (`TILEC_TARGET=sim:<arch>`) and is checked
+against a numpy float64 product of the weights decoded independently with ml_dtypes
+(`tilec.fp4.dequantize`); the IR tests check what the pass matches and what it leaves.
+"""
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import tilec as ct
+from tilec import fp4
+from tilec.driver import CompileOptions, compile_kernel
+from tilec.frontend.tracer import ConstantSpec, ScalarSpec, TensorSpec
+
+FORMATS = {"mx": (32, ml_dtypes.float8_e8m0fnu), "nv": (16, ml_dtypes.float8_e4m3fn)}
+ACTS = {"f16": np.float16, "bf16": ml_dtypes.bfloat16}
+
+
+@ct.kernel
+def w4a16_f32(X: ct.Tensor, WQ: ct.Tensor, WS: ct.Tensor, Y: ct.Tensor, BM: ct.Constant[int],
+              BN: ct.Constant[int], BK: ct.Constant[int], BLOCK: ct.Constant[int]):
+    i = ct.tile_idx(0)
+    j = ct.tile_idx(1)
+    acc = ct.zeros([BM, BN], ct.float32)
+    for k in range(X.shape[1] // BK):
+        x = ct.load_tile(X, offset=[i * BM, k * BK], size=[BM, BK])
+        wq = ct.load_tile(WQ, offset=[j * BN, k * BK], size=[BN, BK])
+        ws = ct.load_tile(WS, offset=[j * BN, k * (BK // BLOCK)], size=[BN, BK // BLOCK])
+        acc = ct.matmul(x, ct.dequantize(wq, ws, dtype=x.dtype).T, acc)
+    ct.store_tile(Y, offset=[i * BM, j * BN], tile=acc)
+
+
+@ct.kernel
+def w4a16_acc_in(X: ct.Tensor, WQ: ct.Tensor, WS: ct.Tensor, C: ct.Tensor, Y: ct.Tensor, BM: ct.Constant[int],
+                 BN: ct.Constant[int], BK: ct.Constant[int], BLOCK: ct.Constant[int]):
+    """The accumulator starts from a loaded tile (not a splat) and the loop starts at 1."""
+    i = ct.tile_idx(0)
+    j = ct.tile_idx(1)
+    acc = ct.load_tile(C, offset=[i * BM, j * BN], size=[BM, BN])
+    for k in range(1, X.shape[1] // BK):
+        x = ct.load_tile(X, offset=[i * BM, k * BK], size=[BM, BK])
+        wq = ct.load_tile(WQ, offset=[j * BN, k * BK], size=[BN, BK])
+        ws = ct.load_tile(WS, offset=[j * BN, k * (BK // BLOCK)], size=[BN, BK // BLOCK])
+        acc = ct.matmul(x, ct.dequantize(wq, ws, dtype=x.dtype).T, acc)
+    ct.store_tile(Y, offset=[i * BM, j * BN], tile=acc)
+
+
+@ct.kernel
+def dequant_f32_loop(X: ct.Tensor, WQ: ct.Tensor, WS: ct.Tensor, Y: ct.Tensor, BM: ct.Constant[int],
+                     BN: ct.Constant[int], BK: ct.Constant[int], BLOCK: ct.Constant[int]):
+    """Dequantizing to f32 (not the activations' type) is not a W4A16 loop: left alone."""
+    i = ct.tile_idx(0)
+    j = ct.tile_idx(1)
+    acc = ct.zeros([BM, BN], ct.float32)
+    for k in range(X.shape[1] // BK):
+        x = ct.load_tile(X, offset=[i * BM, k * BK], size=[BM, BK])
+        wq = ct.load_tile(WQ, offset=[j * BN, k * BK], size=[BN, BK])
+        ws = ct.load_tile(WS, offset=[j * BN, k * (BK // BLOCK)], size=[BN, BK // BLOCK])
+        acc = ct.matmul(x.astype(ct.float32), ct.dequantize(wq, ws).T, acc)
+    ct.store_tile(Y, offset=[i * BM, j * BN], tile=acc)
+
+
+def weights(rng, n, k, variant, outliers=3):
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    w.flat[rng.integers(0, w.size, outliers)] = 50.0
+    block, sdt = FORMATS[variant]
+    q, s = fp4.quantize(w, block, sdt)
+    return q, s, fp4.dequantize(q, s, block).astype(np.float64)
+
+
+def run_f32(m, n, k, variant="mx", act="f16", bm=16, bn=64, bk=128, seed=0, num_warps=4):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((m, k)).astype(ACTS[act])
+    q, s, wd = weights(rng, n, k, variant)
+    y = np.full((m, n), np.nan, np.float32)
+    w4a16_f32[(ct.cdiv(m, bm), ct.cdiv(n, bn))](x, ct.fp4_tensor(q, (n, k)), s, y, bm, bn, bk, FORMATS[variant][0],
+                                                num_warps=num_warps)
+    return y, x.astype(np.float64) @ wd.T
+
+
+def rel_err(y, ref):
+    return float(np.max(np.abs(y.astype(np.float64) - ref)) / np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("target", ["sim:sm_90a", "sim:sm_80"])
+@pytest.mark.parametrize("variant,act,m,n,k,bm,bn,bk,warps", [
+    ("mx", "f16", 16, 64, 256, 16, 64, 128, 4),
+    ("nv", "f16", 5, 80, 512, 8, 32, 256, 4),      # ragged tokens and weight rows; 2 warps split K
+    ("mx", "bf16", 24, 48, 256, 24, 16, 256, 4),   # 4 warps split a single chunk (3 idle)
+    ("nv", "bf16", 1, 128, 128, 8, 128, 128, 8),
+    ("mx", "f16", 3, 64, 1280, 8, 64, 128, 16),    # 4 x 4 warps, 10 chunks (uneven split)
+])
+def test_w4a16_loop_matches_float64(monkeypatch, target, variant, act, m, n, k, bm, bn, bk, warps):
+    monkeypatch.setenv("TILEC_TARGET", target)
+    y, ref = run_f32(m, n, k, variant, act, bm, bn, bk, num_warps=warps)
+    # decoded weights are exact in f16/bf16 here; only the f32 accumulation order differs
+    assert rel_err(y, ref) < 2e-6
+
+
+@pytest.mark.parametrize("variant", ["mx", "nv"])
+def test_w4a16_accumulator_from_memory(monkeypatch, variant):
+    monkeypatch.setenv("TILEC_TARGET", "sim:sm_90a")
+    rng = np.random.default_rng(1)
+    m, n, k, bk = 16, 32, 384, 128
+    x = rng.standard_normal((m, k)).astype(np.float16)
+    q, s, wd = weights(rng, n, k, variant)
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    y = np.full((m, n), np.nan, np.float32)
+    w4a16_acc_in[(1, 1)](x, ct.fp4_tensor(q, (n, k)), s, c, y, 16, 32, bk, FORMATS[variant][0])
+    ref = c + x[:, bk:].astype(np.float64) @ wd[:, bk:].T
+    assert rel_err(y, ref) < 2e-6
+
+
+def test_w4a16_scales_at_the_f16_limits(monkeypatch):
+    """Scales far from 1 (2^-20 .. 2^12) still decode to the f16 rounding of q * scale."""
+    monkeypatch.setenv("TILEC_TARGET", "sim:sm_90a")
+    rng = np.random.default_rng(2)
+    n, k = 16, 128
+    codes = rng.integers(0, 16, (n, k)).astype(np.uint8)
+    q = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+    exps = rng.integers(127 - 20, 127 + 12, (n, k // 32)).astype(np.uint8)
+    s = exps.view(ml_dtypes.float8_e8m0fnu)
+    x = rng.standard_normal((8, k)).astype(np.float16)
+    y = np.full((8, n), np.nan, np.float32)
+    w4a16_f32[(1, 1)](x, ct.fp4_tensor(q, (n, k)), s, y, 8, 16, 128, 32)
+    wd = fp4.dequantize(q, s, 32).astype(np.float16).astype(np.float64)   # tile.dequantize's f16 rounding
+    assert rel_err(y, x.astype(np.float64) @ wd.T) < 2e-6
+
+
+def test_w4a16_every_e4m3_scale(monkeypatch):
+    """NV: every finite e4m3 scale (subnormals and negatives included) decodes exactly."""
+    monkeypatch.setenv("TILEC_TARGET", "sim:sm_90a")
+    rng = np.random.default_rng(4)
+    n, k = 32, 1024                        # 32 x 64 scales: each of the 254 finite codes, plus random ones
+    codes = rng.integers(0, 256, (n, k // 2)).astype(np.uint8)
+    finite = np.array([b for b in range(256) if b & 0x7F != 0x7F], np.uint8)
+    sc = rng.permutation(np.concatenate([finite, rng.choice(finite, n * k // 16 - finite.size)]))
+    s = sc.reshape(n, k // 16).view(ml_dtypes.float8_e4m3fn)
+    x = rng.standard_normal((8, k)).astype(np.float16)
+    y = np.full((8, n), np.nan, np.float32)
+    w4a16_f32[(1, 1)](x, ct.fp4_tensor(codes, (n, k)), s, y, 8, 32, 256, 16)
+    wd = fp4.dequantize(codes, s, 16).astype(np.float64)
+    assert np.array_equal(wd.astype(np.float16).astype(np.float64), wd)     # exact in f16, as claimed
+    assert rel_err(y, x.astype(np.float64) @ wd.T) < 2e-6
+
+
+def _specs(act="f16", scale="f8E8M0FNU", bm=16, bn=64, bk=128, block=32):
+    from tilec import dtypes as dt
+
+    t = lambda name: TensorSpec(dt.lookup(name), (None, None))  # noqa: E731
+    return [t(act), t("f4E2M1FN"), t(scale), t("f32"), ConstantSpec(bm), ConstantSpec(bn), ConstantSpec(bk),
+            ConstantSpec(block)]
+
+
+def _ir(kernel, specs, target="sm_90a", num_warps=None):
+    art = compile_kernel(kernel, specs, target, CompileOptions(print_ir_after=("tile-w4a16",), num_warps=num_warps))
+    return dict(art.stages)["tile-w4a16"], art
+
+
+@pytest.mark.parametrize("target", ["sm_90a", "sm_80"])
+def test_pass_rewrites_the_loop(target):
+    ir, art = _ir(w4a16_f32, _specs(bn=128), target, num_warps=8)
+    assert "w4a16.mma_loop" in ir and "scf.for" not in ir and "tile.dequantize" not in ir
+    assert art.gpu.num_threads == 256
+    assert art.gpu.ptx.count("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") == 16   # 2 n8 tiles x 8 k16
+    assert "cp.async.wait_group 3" in art.gpu.ptx           # 4 stages
+    assert "ld.global.nc.v4.b32" in art.gpu.ptx               # activations straight into registers
+
+
+def test_too_few_warps_is_one_clear_error():
+    from tilec.errors import CompileError
+
+    with pytest.raises(CompileError, match="needs a multiple of 8 warps"):
+        _ir(w4a16_f32, _specs(bn=128))          # 128 weight rows, the default 4 warps
+
+
+def test_pass_leaves_other_loops_alone():
+    from tilec.errors import TilecError
+
+    try:
+        ir, _ = _ir(dequant_f32_loop, _specs())
+    except TilecError:   # the generic path may not lower this loop: the point is only what the pass did
+        art = compile_kernel(dequant_f32_loop, _specs(), "cpu", CompileOptions(keep_ir=True))
+        ir = art.ir()
+    assert "w4a16.mma_loop" not in ir
+
+
+def test_verifier_rejects_bad_shapes():
+    from xdsl.utils.exceptions import VerifyException
+
+    ir, art = _ir(w4a16_f32, _specs())
+    op = next(o for o in art.module.walk() if o.name == "w4a16.mma_loop")
+    op.properties["bk"] = type(op.bk)(96, op.bk.type)
+    with pytest.raises(VerifyException, match="bk must be one of"):
+        op.verify_()
+
+
+@pytest.mark.parametrize("target", ["sm_90a", "sm_80"])
+@pytest.mark.parametrize("act,scale,block", [("f16", "f8E8M0FNU", 32), ("bf16", "f8E4M3FN", 16)])
+def test_ptx_assembles(target, act, scale, block):
+    from tilec.backends.ptx.ptxas import PtxasNotFoundError, find_ptxas
+
+    try:
+        find_ptxas()
+    except PtxasNotFoundError:
+        pytest.skip("ptxas not installed")
+    _, art = _ir(w4a16_f32, _specs(act, scale, 16, 64, 256, block), target)
+    assert len(art.cubin()) > 0

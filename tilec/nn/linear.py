@@ -1,0 +1,248 @@
+"""`FP4Linear`: a `torch.nn.Module` holding FP4 (e2m1) weights with block scales (W4A16).
+
+    fp4 = FP4Linear.from_float(linear, scale="mx")     # or "nv"; then fp4.cuda() / .to(device)
+    y = fp4(x)                                         # x [..., in_features] f16 / bf16
+
+The weight is stored like `nn.Linear.weight` [N, K], quantized by `quantize_fp4`: packed
+uint8 [N, K/2] (two e2m1 per byte along K) with scales [N, K/32] e8m0 (MX) or [N, K/16]
+e4m3 plus a per-tensor float32 scale (NV).  The forward pass is one tilec kernel,
+`w4a16_kernel`: a K loop of `acc = matmul(x, dequantize(load(WQ), load(WS)).T, acc)`.  On
+sm_90a / sm_80 the `tile-w4a16` pass turns that loop into `w4a16.mma_loop`: packed weights
+streamed through a cp.async ring, decoded in registers, mma.sync f16/bf16 with swap-AB
+(the fp16 weight never exists in memory).  Batch sizes M <= 16 (decode) use 8 or 16-token
+tiles; when the weight rows give too few CTAs to fill the GPU, K is split over a third grid
+axis and partial sums are added with `store_tile(..., mode="atomic_add")` into float32.
+Larger M use 32-token tiles.  The result has the input's dtype; `bias` is added in float32.
+
+CPU torch tensors and numpy arrays run the same kernel on the CPU backend (exact f32
+dequantize, numpy matmul).  On sm_100a (no W4A16 lowering there) `forward` raises.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import tilec as ct
+
+from tilec.nn.quantize import FORMATS, _to_numpy, check_format, quantize_fp4
+
+try:
+    import torch
+    _Module = torch.nn.Module
+except ImportError:  # pragma: no cover - tilec.nn.FP4Linear needs torch
+    torch = None
+    _Module = object
+
+#: weight rows per CTA (one warp per 16), K per loop iteration
+BN, BK = 64, 256
+#: SMs to fill with the split-K decode grid (H100 SXM has 132)
+TARGET_CTAS = 132
+
+
+@ct.kernel
+def w4a16_kernel(X: ct.Tensor, WQ: ct.Tensor, WS: ct.Tensor, Bias: ct.Tensor, Y: ct.Tensor, g: float,
+                 BM: ct.Constant[int], BN: ct.Constant[int], BK: ct.Constant[int], BLOCK: ct.Constant[int],
+                 HAS_BIAS: ct.Constant[bool]):
+    """Y[M, N] = (X @ deq(WQ, WS)^T) * g (+ Bias), one [BM, BN] tile per program."""
+    i = ct.tile_idx(0)
+    j = ct.tile_idx(1)
+    acc = ct.zeros([BM, BN], ct.float32)
+    for k in range(X.shape[1] // BK):
+        x = ct.load_tile(X, offset=[i * BM, k * BK], size=[BM, BK])
+        wq = ct.load_tile(WQ, offset=[j * BN, k * BK], size=[BN, BK])
+        ws = ct.load_tile(WS, offset=[j * BN, k * (BK // BLOCK)], size=[BN, BK // BLOCK])
+        acc = ct.matmul(x, ct.dequantize(wq, ws, dtype=x.dtype).T, acc)
+    out = acc * g
+    if HAS_BIAS:
+        out = out + ct.load_tile(Bias, offset=[j * BN], size=[BN])[None, :]
+    ct.store_tile(Y, offset=[i * BM, j * BN], tile=out)
+
+
+@ct.kernel
+def w4a16_splitk_kernel(X: ct.Tensor, WQ: ct.Tensor, WS: ct.Tensor, Y: ct.Tensor, g: float,
+                        BM: ct.Constant[int], BN: ct.Constant[int], BK: ct.Constant[int],
+                        BLOCK: ct.Constant[int], SPLIT: ct.Constant[int]):
+    """Y[M, N] (float32, zeroed) += the K slice tile_idx(2) of (X @ deq(WQ, WS)^T) * g."""
+    i = ct.tile_idx(0)
+    j = ct.tile_idx(1)
+    per = X.shape[1] // BK // SPLIT
+    k0 = ct.tile_idx(2) * per
+    acc = ct.zeros([BM, BN], ct.float32)
+    for k in range(k0, k0 + per):
+        x = ct.load_tile(X, offset=[i * BM, k * BK], size=[BM, BK])
+        wq = ct.load_tile(WQ, offset=[j * BN, k * BK], size=[BN, BK])
+        ws = ct.load_tile(WS, offset=[j * BN, k * (BK // BLOCK)], size=[BN, BK // BLOCK])
+        acc = ct.matmul(x, ct.dequantize(wq, ws, dtype=x.dtype).T, acc)
+    ct.store_tile(Y, offset=[i * BM, j * BN], tile=acc * g, mode="atomic_add")
+
+
+def plan(m: int, n: int, k: int, bk: int = BK, bn: int = BN) -> tuple[int, int]:
+    """(token tile BM, K split) for an [m, k] @ [k, n] product: 8/16-token tiles for decode
+    (m <= 16), 32 otherwise; K split in a power of two dividing k/bk while the grid has
+    fewer than TARGET_CTAS programs (decode only)."""
+    bm = 8 if m <= 8 else 16 if m <= 16 else 32
+    split, chunks = 1, k // bk
+    ctas = math.ceil(m / bm) * math.ceil(n / bn)
+    while m <= 16 and ctas * split * 2 <= TARGET_CTAS and chunks % (split * 2) == 0 and chunks // (split * 2) >= 2:
+        split *= 2
+    return bm, split
+
+
+class _PackedArg:
+    """What a cached launch plan reads of an fp4 argument: the packed bytes' address and the
+    logical shape (an `FP4Tensor` itself is not on the JIT's fast launch path)."""
+
+    __slots__ = ("packed", "shape")
+
+    def __init__(self, packed, shape):
+        self.packed, self.shape = packed, shape
+
+    def data_ptr(self) -> int:
+        return self.packed.data_ptr()
+
+
+_PLANS: dict = {}     # (kernel, grid, argument signature, options) -> launch closure (or None: use the JIT)
+
+
+def _launch(kernel, grid: tuple, args: tuple, **options) -> None:
+    """`kernel[grid](*args, **options)` for torch CUDA arguments, with an `FP4Tensor` among them:
+    the first launch of a signature goes through the JIT (compiling), later ones replay the
+    compiled kernel through `tilec.runtime.launch.prepare_launch` (pointers, dims, scalars)."""
+    from tilec.fp4 import FP4Tensor
+
+    sig = tuple((a.dtype, tuple(a.shape)) if hasattr(a, "shape") else (type(a), a if type(a) is not float else 0)
+                for a in args)
+    key = (kernel, grid, sig, tuple(sorted(options.items())))
+    plan = _PLANS.get(key, False)
+    if plan is False:
+        kernel[grid](*args, **options)
+        _PLANS[key] = _make_plan(kernel, grid, args, options)
+        return
+    if plan is None:
+        kernel[grid](*args, **options)
+        return
+    plan(tuple(_PackedArg(a.packed, a.shape) if isinstance(a, FP4Tensor) else a for a in args))
+
+
+def _make_plan(kernel, grid, args, options):
+    try:
+        from tilec.driver import CompileOptions
+        from tilec.frontend.tracer import ConstantSpec
+        from tilec.runtime.launch import prepare_launch, target_for_args
+
+        target = target_for_args(args)
+        if target.startswith("sim:") or target == "cpu":
+            return None
+        compile_options = CompileOptions(**options) if options else None
+        artifact, _ = kernel.compile_for(args, target, compile_options)
+        specs, _ = kernel.bind(args)
+        value_args = tuple(i for i, s in enumerate(specs) if not isinstance(s, ConstantSpec))
+        return prepare_launch(artifact, grid, value_args)
+    except Exception:  # noqa: BLE001 - the JIT's own path still works, only slower
+        return None
+
+
+class FP4Linear(_Module):
+    """y = x @ W^T + b with W in FP4 (e2m1) and block scales; activations f16 or bf16."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, scale: str = "mx",
+                 device=None, dtype=None):
+        if torch is None:
+            raise ImportError("FP4Linear needs torch")
+        super().__init__()
+        block, sdt = check_format(scale)
+        if in_features % BK:
+            raise ValueError(f"FP4Linear needs in_features to be a multiple of {BK}, got {in_features}")
+        self.in_features, self.out_features, self.scale_format, self.block = in_features, out_features, scale, block
+        self.register_buffer("weight_packed", torch.zeros((out_features, in_features // 2), dtype=torch.uint8,
+                                                          device=device))
+        self.register_buffer("weight_scale", torch.zeros((out_features, in_features // block),
+                                                         dtype=getattr(torch, sdt.api_name), device=device))
+        self.global_scale = 1.0
+        self.bias = torch.nn.Parameter(torch.zeros(out_features, dtype=dtype or torch.float16, device=device),
+                                       requires_grad=False) if bias else None
+
+    @classmethod
+    def from_float(cls, linear, scale: str = "mx") -> "FP4Linear":
+        """Quantize an `nn.Linear`'s weight (on its device) with `quantize_fp4`; bias kept in the
+        layer's dtype (f32 layers keep f16 bias)."""
+        w = linear.weight.detach()
+        bias_dtype = w.dtype if w.dtype in (torch.float16, torch.bfloat16) else torch.float16
+        m = cls(linear.in_features, linear.out_features, linear.bias is not None, scale, device=w.device,
+                dtype=bias_dtype)
+        packed, scales, g = quantize_fp4(w.float(), scale)
+        m.weight_packed.copy_(packed)
+        m.weight_scale.copy_(scales)
+        m.global_scale = 1.0 if g is None else g
+        if linear.bias is not None:
+            m.bias.data.copy_(linear.bias.detach().to(bias_dtype))
+        return m
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"scale={self.scale_format!r}")
+
+    def dequantized_weight(self) -> np.ndarray:
+        """The weight's values as float64 [N, K] (an independent host decode, for checks)."""
+        from tilec import fp4
+
+        scales = _to_numpy(self.weight_scale.cpu().view(torch.uint8)).view(FORMATS[self.scale_format][1].np_dtype)
+        return fp4.dequantize(_to_numpy(self.weight_packed.cpu()), scales, self.block).astype(np.float64) \
+            * self.global_scale
+
+    def forward(self, x):
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"FP4Linear expects inputs [..., {self.in_features}], got {list(x.shape)}")
+        if x.dtype not in (torch.float16, torch.bfloat16):
+            raise TypeError(f"FP4Linear takes float16 or bfloat16 activations, got {x.dtype}")
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        if x.device.type == "cuda":
+            major = torch.cuda.get_device_capability(x.device)[0]
+            if major >= 10:
+                raise NotImplementedError("FP4Linear: W4A16 has no lowering for sm_100a (its FP4 tensor cores "
+                                          "take FP4 activations: quantize them with quantize_fp4 and use "
+                                          "ct.scaled_matmul)")
+            y = self._forward_cuda(x2.contiguous())
+        else:
+            y = self._forward_host(x2)
+        return y.reshape(*lead, self.out_features)
+
+    def _args(self, x2):
+        wq = ct.fp4_tensor(self.weight_packed, (self.out_features, self.in_features))
+        return x2, wq, self.weight_scale
+
+    def _forward_cuda(self, x2):
+        m, n, k = x2.shape[0], self.out_features, self.in_features
+        bm, split = plan(m, n, k)
+        x2, wq, ws = self._args(x2)
+        g = float(self.global_scale)
+        if split == 1:
+            y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
+            bias = self.bias if self.bias is not None else y
+            w4a16_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN))](x2, wq, ws, bias, y, g, bm, BN, BK, self.block,
+                                                           self.bias is not None)
+            return y
+        acc = torch.zeros((m, n), dtype=torch.float32, device=x2.device)
+        w4a16_splitk_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN), split)](x2, wq, ws, acc, g, bm, BN, BK, self.block,
+                                                                    split)
+        if self.bias is not None:
+            acc += self.bias.float()
+        return acc.to(x2.dtype)
+
+    def _forward_host(self, x2):
+        """CPU torch tensors: the same kernel on the CPU backend."""
+        m, n, k = x2.shape[0], self.out_features, self.in_features
+        bm, _ = plan(m, n, k)
+        xn = _to_numpy(x2)
+        wq = ct.fp4_tensor(_to_numpy(self.weight_packed.cpu()), (n, k))
+        ws = _to_numpy(self.weight_scale.cpu().view(torch.uint8)).view(FORMATS[self.scale_format][1].np_dtype)
+        y = np.zeros((m, n), xn.dtype)
+        bias = _to_numpy(self.bias.detach().cpu().to(x2.dtype)) if self.bias is not None else y
+        w4a16_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN))](xn, wq, ws, bias, y, float(self.global_scale), bm, BN, BK,
+                                                       self.block, self.bias is not None)
+        if x2.dtype == torch.bfloat16:
+            return torch.from_numpy(y.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(y)
