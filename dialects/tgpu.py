@@ -5,7 +5,9 @@ The IR stays at tile granularity: a buffer holds whole tiles (one per pipeline s
 copy moves a whole tile, a `tgpu.wgmma` is the whole BMxBNxBK product of two stage buffers.
 The PTX lowering (`backends/ptx/lower_tgpu.py`) splits tiles into TMA boxes, warpgroups and
 K16 instructions.  The passes `tile-promote-smem` and `tile-async-copy` produce these ops
-from the canonical K loop (`acc = matmul(load(A), load(B), acc)`).
+from the canonical K loop (`acc = matmul(load(A), load(B), acc)`); `tile-attention-wgmma`
+from the flash-attention loop (S = q k^T on `tgpu.wgmma {b_kmajor}`, P v on
+`tgpu.wgmma_reg_a` with P in registers, masks as `tgpu.mask`).
 
 Types:
 

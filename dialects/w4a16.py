@@ -8,10 +8,11 @@ One op, `w4a16.mma_loop`, stands for a whole K loop
 with X [M, K] f16/bf16 activations, WQ [N, K] e2m1 weights (packed two per byte along K,
 like `nn.Linear.weight`) and WS [N, K/block] block scales (e8m0 with block 32: MX; e4m3
 with block 16: NV).  The PTX lowering (`backends/ptx/lower_w4a16.py`) streams the packed
-weights, scales and activations through a per-thread cp.async ring in shared memory,
-decodes each e2m1 pair into f16x2/bf16x2 registers, multiplies by the block scale and
-feeds `mma.sync.m16n8k16` with the weights as the 16-row A operand (swap-AB: the
-activations are the 8-wide B operand), the accumulator in registers across the loop.
+weights and scales through a per-thread cp.async ring in shared memory (activations go
+straight into registers), decodes each e2m1 pair into f16x2/bf16x2 registers, multiplies by
+the block scale and feeds `mma.sync.m16n8k16` with the weights as the 16-row A operand
+(swap-AB: the activations are the 8-wide B operand), the accumulator in registers across
+the loop; warps beyond one per 16 weight rows split K.
 The fp16 weight never exists in memory.  `tile-w4a16` produces it.
 
 ```mlir

@@ -41,10 +41,12 @@ Before:
     scf.yield %o, %l2 : ...
 After:
   %q_s = tgpu.alloc_smem ... ; tgpu.elect { tma_load %Q -> %q_s } ; tgpu.mbarrier_wait %qbar[%c0]
+  scf.for %jp = %c0 to min(2, %iters) { <produce %jp> }     (produce: elect { wait empty; TMA k, v })
   %r:2 = scf.for %j = %c0 to %iters step %c1 iter_args(%acc = %acc0, %l = %l0) -> (!tgpu.acc<128x128xf32>, ...) {
-    %s, %ph = tgpu.stage %j, %c0 {stages = 2} ; tgpu.mbarrier_wait %full[%s], %ph
+    %s, %ph = tgpu.stage %j, %c0 {stages = 3} ; scf.if %j + 2 < %iters { <produce %j + 2> }
+    tgpu.mbarrier_wait %full[%s], %ph ; %a = tgpu.from_fragment %acc
     %sa = tgpu.wgmma %q_s[%c0], %k_s[%s], %zero {b_kmajor} ; ... %st = tgpu.from_fragment %sa
-    ... %o = tgpu.wgmma_reg_a %p, %v_s[%s], %a_f ; tgpu.mbarrier_arrive %empty[%s] ; <produce j + 1>
+    ... %o = tgpu.wgmma_reg_a %p, %v_s[%s], %a_f ; tgpu.mbarrier_arrive %empty[%s]
 """
 
 from __future__ import annotations
@@ -64,94 +66,12 @@ from tilec.dialects import tgpu as G
 from tilec.dialects import tile as T
 
 from .async_copy import ALIGN_SLACK, BARRIER_BYTES
+from .attention_loop import REGISTER_OPS, match_attention_loop
 from .index_bounds import prove_all_true
-from .ir_queries import NUM_WARPS_ATTR, SMEM_LIMIT, const_int, func_of, is_div16, is_scalar_pure, nuses
-from .select_mma import recorded
+from .ir_queries import NUM_WARPS_ATTR, SMEM_LIMIT, const_int, func_of, is_div16, nuses
 
 SWIZZLE = 128
 DEFAULT_STAGES = 3
-#: ops the loop body may hold besides the matched loads and matmuls: they lower in registers
-#: on the wgmma accumulator layout (elementwise, row reductions, broadcasts of rows, masks).
-_REGISTER_OPS = (T.BroadcastOp, T.ReshapeOp, T.SplatOp, T.ArangeOp, T.ReduceOp, T.CmpOp, T.SelectOp, T.CastOp,
-                 *T.BINARY_OP_CLASSES.values(), *T.UNARY_OP_CLASSES.values())
-
-
-def _tile_load(v: SSAValue) -> tuple[T.LoadOp, list[Operation]] | None:
-    """The `tile.load` of a 2-D tile behind `v` (through a reshape that drops leading 1s), and
-    the ops to remove with it; each used once, zero padding, a TMA-able tensor."""
-    chain: list[Operation] = []
-    o = v.owner
-    if isinstance(o, T.ReshapeOp) and nuses(o.result) == 1:
-        chain.append(o)
-        shape = o.source.type.get_shape()
-        if any(n != 1 for n in shape[:-2]) or tuple(shape[-2:]) != tuple(o.result.type.get_shape()):
-            return None
-        o = o.source.owner
-    if not isinstance(o, T.LoadOp) or nuses(o.result) != 1 or o.padding.value.data != 0.0 \
-            or not is_div16(o.tensor) or not 2 <= o.tensor.type.rank <= 5 \
-            or dt.from_ir(o.tensor.type.element_type) not in (dt.float16, dt.bfloat16):
-        return None
-    if o.result.type.get_shape()[:-2] != (1,) * (o.tensor.type.rank - 2) or (not chain and o.tensor.type.rank != 2):
-        return None
-    return o, [*chain, o]
-
-
-@dataclass
-class AttentionLoop:
-    loop: scf.ForOp
-    s_mm: T.MatmulOp
-    o_mm: T.MatmulOp
-    q: T.LoadOp
-    k: T.LoadOp
-    v: T.LoadOp
-    acc_index: int
-    removed: list      # body ops that disappear (k / v loads, reshapes, the permute, the matmuls)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        (bm, d), (bn, _) = self.s_mm.lhs.type.get_shape(), self.k.result.type.get_shape()[-2:]
-        return bm, bn, d
-
-
-def match_attention_loop(loop: scf.ForOp) -> AttentionLoop | None:
-    body = loop.body.block
-    step = const_int(loop.step)
-    mms = [o for o in body.ops if isinstance(o, T.MatmulOp)]
-    if step is None or step <= 0 or len(mms) != 2 or not all((recorded(m) or "").startswith("wgmma") for m in mms):
-        return None
-    s_mm, o_mm = mms
-    if s_mm.acc is not None or o_mm.acc is None or nuses(o_mm.result) != 1:
-        return None
-    yld = body.last_op
-    if not isinstance(yld, scf.YieldOp) or o_mm.result not in yld.operands:
-        return None
-    acc_index = list(yld.operands).index(o_mm.result)
-    if nuses(body.args[1 + acc_index]) < 1 or s_mm.result.type.get_shape()[0] not in (64, 128):
-        return None
-    q, perm = _tile_load(s_mm.lhs), s_mm.rhs.owner
-    if q is None or q[0].parent_block() is not loop.parent_block():
-        return None
-    if not isinstance(perm, T.PermuteOp) or tuple(T._get_ints(perm.perm)) != (1, 0) or nuses(perm.result) != 1:
-        return None
-    k, v = _tile_load(perm.source), _tile_load(o_mm.rhs)
-    if k is None or v is None or any(o.parent_block() is not body for o in (k[0], v[0])):
-        return None
-    elt = q[0].tensor.type.element_type
-    if not (k[0].tensor.type.element_type == v[0].tensor.type.element_type == elt == o_mm.lhs.type.element_type):
-        return None
-    removed = [*k[1], *v[1], perm, s_mm, o_mm]
-    for o in body.ops:
-        if o in removed or o is yld or is_scalar_pure(o):
-            continue
-        if not isinstance(o, _REGISTER_OPS):
-            return None
-    m = AttentionLoop(loop, s_mm, o_mm, q[0], k[0], v[0], acc_index, removed)
-    bm, bn, d = m.shape
-    if d % 64 or d > 256 or bn % 16 or bn > 256 or v[0].result.type.get_shape()[-2:] != (bn, d):
-        return None
-    return m
-
-
 def _c(value: int) -> arith.ConstantOp:
     return arith.ConstantOp(IntegerAttr(value, i32))
 
@@ -199,7 +119,7 @@ def _store_from_registers(view: SSAValue, rewriter: PatternRewriter) -> None:
     y, v, drop = view, view, []
     while nuses(v) == 1:
         use = next(iter(v.uses)).operation
-        if isinstance(use, _REGISTER_OPS) and not drop and tuple(use.results[0].type.get_shape()) == shape \
+        if isinstance(use, REGISTER_OPS) and not drop and tuple(use.results[0].type.get_shape()) == shape \
                 and dt.from_ir(use.results[0].type.element_type) is dt.float32 \
                 and not isinstance(use, (T.ReduceOp, T.BroadcastOp, T.ReshapeOp, T.CastOp)):
             y = v = use.results[0]
@@ -300,7 +220,8 @@ class PipelineAttentionLoop(RewritePattern):
             vmap = {body.args[0]: start[-1].results[0]}
             inner: list[Operation] = [flip, G.MBarrierWaitOp(empty.result, st.stage, flip.results[0]),
                                       G.ArriveExpectTxOp(full.result, st.stage, stage), *start]
-            for o in _offset_slice(m.k, body) + [o for o in _offset_slice(m.v, body) if o not in _offset_slice(m.k, body)]:
+            k_ops = _offset_slice(m.k, body)
+            for o in k_ops + [o for o in _offset_slice(m.v, body) if o not in k_ops]:
                 inner.append(o.clone(value_mapper=vmap))
             for ld, buf in ((m.k, k_s), (m.v, v_s)):
                 inner.append(G.TmaLoadOp(ld.tensor, [vmap.get(x, x) for x in ld.offsets], buf.result, st.stage,

@@ -95,6 +95,35 @@ def test_accumulator_never_leaves_registers_in_the_loop():
     assert body.count("wgmma.mma_async") == 128 // 16 + 64 // 16
 
 
+@ct.kernel
+def attention_with_bias(Q: ct.Tensor, K: ct.Tensor, V: ct.Tensor, Bias: ct.Tensor, O: ct.Tensor,
+                        BM: ct.Constant[int], BN: ct.Constant[int], D: ct.Constant[int]):
+    """A [BM, BN] bias loaded before the loop: it is in a blocked layout, so adding it to S
+    would move it through shared memory, which the TMA ring occupies."""
+    q = ct.load_tile(Q, offset=[0, 0], size=[BM, D])
+    bias = ct.load_tile(Bias, offset=[0, 0], size=[BM, BN])
+    m_i = ct.full([BM, 1], float("-inf"), ct.float32)
+    acc = ct.zeros([BM, D], ct.float32)
+    for start in range(0, K.shape[0], BN):
+        k = ct.load_tile(K, offset=[start, 0], size=[BN, D])
+        s = ct.matmul(q, k.T) + bias
+        m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
+        p = ct.exp(s - m_new)
+        v = ct.load_tile(V, offset=[start, 0], size=[BN, D])
+        acc = acc * ct.exp(m_i - m_new) + ct.matmul(p.astype(v.dtype), v)
+        m_i = m_new
+    ct.store_tile(O, offset=[0, 0], tile=acc)
+
+
+def test_loop_needing_shared_memory_is_left_alone():
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((128, 128)).astype(np.float16) for _ in range(3))
+    args = [q, k, v, rng.standard_normal((128, 64)).astype(np.float32), np.zeros((128, 128), np.float32), 128, 64, 128]
+    specs, _ = attention_with_bias.bind(tuple(args))
+    art = compile_kernel(attention_with_bias, specs, "sm_90a", CompileOptions())
+    assert "tgpu.wgmma_reg_a" not in art.ir() and "mma.sync" in art.gpu.ptx
+
+
 def test_small_head_dim_falls_back():
     """head_dim 32 is no whole 128-byte swizzle panel: the generic mma.sync path runs."""
     art, _ = _compile(_args(np.random.default_rng(0), (1, 1, 100, 32), np.float16, 64, 64, False))

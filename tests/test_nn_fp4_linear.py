@@ -80,7 +80,7 @@ def make_layer(k, n, bias, fmt, seed=0):
 TOL = {torch.float16: 2e-3, torch.bfloat16: 8e-3}   # the output's rounding (f32 accumulation)
 
 
-@pytest.mark.parametrize("target", ["cpu", "sim:sm_90a", "sim:sm_80"])
+@pytest.mark.parametrize("target", ["cpu", "sim:sm_90a", "sim:sm_80", "sim:sm_100a"])
 @pytest.mark.parametrize("shape,fmt,dtype,bias", [
     ((1, 512), "mx", torch.float16, True),
     ((2, 3, 256), "nv", torch.bfloat16, False),     # leading dims flattened
@@ -108,7 +108,7 @@ def test_fp4_linear_from_float_and_errors():
         layer(torch.zeros(2, 128, dtype=torch.float16))
     with pytest.raises(TypeError, match="float16 or bfloat16"):
         layer(torch.zeros(2, 256))
-    with pytest.raises(ValueError, match="multiple of 256"):
+    with pytest.raises(ValueError, match="multiple of 128"):
         FP4Linear(100, 8)
 
 
@@ -160,10 +160,11 @@ def _gpu_ready() -> bool:
 def test_fp4_linear_cuda(m, n, k, fmt, dtype, bias):
     lin, layer = make_layer(k, n, bias, fmt)
     layer = layer.cuda()
-    x = torch.randn(m, k).to(dtype)
-    y = layer(x.cuda())
-    assert y.dtype == dtype and y.is_cuda
-    assert rel_err(y.cpu(), reference(layer, x)) < TOL[dtype]
+    for _ in range(2):     # the second call replays the cached launch plan
+        x = torch.randn(m, k).to(dtype)
+        y = layer(x.cuda())
+        assert y.dtype == dtype and y.is_cuda
+        assert rel_err(y.cpu(), reference(layer, x)) < TOL[dtype]
 
 
 @pytest.mark.gpu

@@ -39,7 +39,7 @@ from tilec.dialects import tile as T
 from . import numerics as N
 from .emitter import KernelEmitter, Val, dtype_of, lowers
 from .exchange import elem_size, load_element, store_tile
-from .layout import Blocked, Mma, Sliced
+from .layout import Mma, Sliced
 from .ptx_types import float_type, int_type, reg_class
 
 

@@ -7,7 +7,8 @@ the GMMA descriptors compute the XOR pattern from absolute address bits).  A buf
 is C*sizeof(T)/128 panels of R rows x 128 B (64 f16 columns), panel p at `p * R * 128`.
 The buffers live from their allocation to the end of the pipelined loop; ops that use the
 scratch area at `smem + 0` run before `tgpu.mbarrier_init` (which syncs all threads) or
-after the loop's final `wgmma_wait` (their own leading bar.sync orders them).
+after the loop's final `wgmma_wait` (their own leading bar.sync orders them); a `bar.sync 0`
+between a consumer's stage wait and its release is an error (`tgpu.mbarrier_arrive`).
 
 TMA.  Each `tgpu.tma_load` of a tensor argument uses a tensor map passed as a kernel
 parameter `.param .align 64 .b8 pI_tmaJ[128]` (`KernelParam` kind "tensormap", role
@@ -17,6 +18,8 @@ parameter `.param .align 64 .b8 pI_tmaJ[128]` (`KernelParam` kind "tensormap", r
 
     cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes
         [buf + s*stage + p*panel], [tmap, {c + 64p, r}], [bar + 8s]
+
+(`.4d` with `{c + 64p, r, h, b}` and box [1, 1, R, 64] for a tile of a 4-D tensor's last dims.)
 
 wgmma.  Warpgroup w = tid / 128 issues, per K16 step j, `wgmma.mma_async.m64nNk16` with
 A = rows 64w.. of the A stage (K-major SW128: LBO 16 B, SBO 1024 B, +32 B per step in a
@@ -30,7 +33,11 @@ are the A fragment of K16 step i/2 (PTX ISA wgmma register fragments).
 
 The epilogue `tgpu.store_fragment` writes each thread's fragment pairs straight to global
 memory: `st.global.v2.f32` / packed `cvt.rn.{f16,bf16}x2.f32` + `st.global.b32` when the
-whole tile is in bounds and aligned (one uniform test), else per-element predicated stores.
+whole tile is in bounds and aligned (one uniform test), else per-element predicated stores;
+to a `{tile.div16}` tensor (any rank 2..5) through a swizzled staging tile and TMA stores.
+
+`tgpu.mask` (a select skipped on provably full tiles: one uniform branch around the mask
+math) and `tgpu.turn` (warpgroup turns on named barriers 1..W) serve flash attention.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ class _State:
     top: int = 0
     offsets: dict = field(default_factory=dict)     # defining op -> offset (idempotent under trial emission)
     barriers_at: int | None = None                  # lowest mbarrier offset (the buffers lie below it)
+    consumer_from: int | None = None                # PTX line of the last consumer-side mbarrier wait
 
 
 def _state(em: KernelEmitter) -> _State:
@@ -191,8 +199,17 @@ def lower_arrive_expect_tx(em: KernelEmitter, op: G.ArriveExpectTxOp) -> None:
     em.ins(f"mbarrier.arrive.expect_tx.shared::cta.b64 _, [{_bar_addr(em, op)}], {op.bytes.value.data}")
 
 
+def _in_elect(op) -> bool:
+    p = op.parent_op()
+    while p is not None and not isinstance(p, G.ElectOp):
+        p = p.parent_op()
+    return p is not None
+
+
 @lowers(G.MBarrierWaitOp)
 def lower_mbarrier_wait(em: KernelEmitter, op: G.MBarrierWaitOp) -> None:
+    if not _in_elect(op):       # consumers read stage buffers from here to their release
+        _state(em).consumer_from = len(em.lines)
     addr, phase = _bar_addr(em, op), _scalar(em, op.phase)
     p, again = em.new("p"), em.label("mbar_wait")
     em.place(again)
@@ -202,6 +219,11 @@ def lower_mbarrier_wait(em: KernelEmitter, op: G.MBarrierWaitOp) -> None:
 
 @lowers(G.MBarrierArriveOp)
 def lower_mbarrier_arrive(em: KernelEmitter, op: G.MBarrierArriveOp) -> None:
+    since = _state(em).consumer_from
+    if since is not None and any(line == "\tbar.sync 0;" for line in em.lines[since:]):
+        # the scratch area at smem + 0 (exchanges, cross-warp reductions) overlaps the stage buffers
+        raise em.unsupported("tgpu.mbarrier_arrive", None, "an op between a stage's wait and its release moves "
+                             "data through shared memory, which the TMA stage buffers occupy")
     pred = _tid_pred(em, 127, "tgpu_wg_lead")
     if op.pred is not None:
         both = em.new("p")

@@ -1,32 +1,40 @@
 """`w4a16.mma_loop` on sm_80 / sm_90a: FP4 weights decoded in registers, fed to mma.sync f16/bf16.
 
 The loop computes acc[BM tokens, BN weight rows] += X[BM, BK] @ deq(WQ, WS)[BN, BK]^T per
-K chunk.  Swap-AB: the weights are the 16-row A operand of `mma.sync.m16n8k16` (warp w owns
-weight rows 16w..16w+15, so num_warps = BN / 16), the activations the 8-wide B operand (BM/8
-n8 tiles); D = acc^T stays in registers across the loop.
+K chunk.  Swap-AB: the weights are the 16-row A operand of `mma.sync.m16n8k16`, the
+activations the 8-wide B operand (BM/8 n8 tiles); D = acc^T stays in registers across the
+loop.  Warps: warp w = ks * (BN/16) + rg owns weight rows 16rg..16rg+15 and takes K chunks
+lb + ks, lb + ks + KS, ... (KS = num_warps * 16 / BN); the KS partial sums meet in shared
+memory after the loop.
 
-**Per-thread cp.async ring.**  Lane (g = lane/4, c = lane%4) of a warp copies, per K chunk,
-exactly the bytes it will decode: BK/8 packed bytes of weight rows g and g+8 (physical K
-[c*BK/4, (c+1)*BK/4) of the chunk), both rows' BK/block scale bytes, and the same K range of
-activation rows 8t+g for each n8 tile t.  Copies are `cp.async` of 16 bytes (4/8 for scales)
-into the thread's own 16-byte units (unit u of stage s at smem + ((s*U + u)*T + tid)*16, so a
+**Per-thread cp.async ring (weights and scales).**  Lane (g = lane/4, c = lane%4) copies, per
+K chunk, exactly the bytes it will decode: BK/8 packed bytes of weight rows g and g+8 (K
+[c*BK/4, (c+1)*BK/4) of the chunk, `cp.async.cg` of 16 bytes) and both rows' BK/block scale
+bytes, into its own 16-byte units (unit u of stage s at smem + ((s*U + u)*T + tid)*16, so a
 warp's `ld.shared.v4` is conflict-free); rows past the tensor's end copy 0 bytes (zero fill).
-Since a thread reads back only what it copied, `cp.async.wait_group` alone orders the ring:
-no bar.sync in the loop.  `stages - 1` chunks are in flight while one is computed:
+A thread reads back only what it copied, so `cp.async.wait_group` alone orders the ring: no
+bar.sync in the loop.  `stages - 1` chunks are in flight while one is computed:
 
-    prologue: issue chunks lb .. lb+S-2, one commit group each
-    loop k:   issue chunk k+S-1 (empty group past ub); wait_group S-1; decode + mma chunk k
+    prologue: issue chunks lb+ks, lb+ks+KS, ... (S-1 of them), one commit group each
+    loop k:   issue chunk k+(S-1)KS (an empty group past ub); ld.global.nc the activations of
+              chunk k+KS into the other register set; wait_group S-1; decode + mma chunk k
+
+**Activations** go straight from global memory (L1 / L2: every warp of the CTA reads them)
+into registers, 16 bytes per load; a lane whose token row is past M never loads, its B
+registers stay 0, so those accumulator columns stay exactly the initial value.
 
 **Decode** (PTX_FACTS.md section 6, without lookup tables).  MMA's K order inside a thread is
 free as long as A and B agree, so a 32-bit word w of 8 e2m1 codes (K elements k0..k7, low
 nibble first) yields four f16x2 registers pairing elements (k_i, k_{i+4}), i = 0..3:
 
-    y_i = ((w << (9 - 4i)) & 0x0E000E00) | ((w << (12 - 4i)) & 0x80008000)   // e2m1 * 2^-14 as f16
-    a_i = (y_i * 2^14) * scale                                               // mul.f16x2, exact q, one rounding
+    y_i = ((w << (9 - 4i)) & 0x0E000E00) | ((w << (12 - 4i)) & 0x80008000)   // q * 2^-14 as f16
+    MX:  a_i = (y_i * 2^14) * scale     // two mul.f16x2: q exact, then one rounding of q * scale
+    NV:  a_i = y_i * scale              // q * s * 2^-14 is exact in f16 for every e4m3 s; the
+                                        // accumulator is multiplied by 2^14 after the loop
 
-(bf16: magnitude bits at 6..8, times 2^126, fma.rn.bf16x2).  The activation registers are
-permuted the same way (`prmt` of (k0,k1),(k4,k5) -> (k0,k4),(k1,k5)).  Step i=0/1 of a word
-is one mma (a0..a3 = rows g, g+8 x pairs 0, 1), i = 2/3 the next.
+(bf16: magnitude bits at 6..8, y = q * 2^-126, two fma.rn.bf16x2).  The activation registers
+are permuted the same way (`prmt` of (k0,k1),(k4,k5) -> (k0,k4),(k1,k5)).  Steps i = 0, 1 of
+a word are one mma (a0..a3 = rows g, g+8 x pairs 0, 1), i = 2, 3 the next.
 
 **Scales** become a splat f16x2/bf16x2 multiplier: e8m0 e -> f32 bits e << 23 (e = 0 reads 0;
 the NaN scale 0xFF reads inf), e4m3 -> f16 bits ((b & 0x80) << 8 | (b & 0x7F) << 7) * 2^8; then
@@ -34,8 +42,8 @@ rounded to the activation type.  So a weight is the activation type's rounding o
 as `tile.dequantize` defines, for every scale the activation type holds (f16: 2^-24 .. 2^15;
 bf16: all finite ones).
 
-Epilogue: wait for every copy, bar.sync, fragments -> smem as the row-major [BM, BN] f32 tile,
-bar.sync, read back in the canonical blocked layout.
+Epilogue: wait for every copy, bar.sync, each K warp's fragments -> its row-major [BM, BN] f32
+tile in smem, bar.sync, the KS tiles summed into the canonical blocked layout.
 """
 
 from __future__ import annotations
@@ -262,32 +270,44 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
         issue()
 
     consts = _constants(em, act, scaled_acc)
-    # activation registers [tile][16-byte piece]: 8 halves of this thread's K range, 0 for rows past M
-    xs = [[[em.new("r") for _ in range(4)] for _ in range(bk // 32)] for _ in range(nt)]
-    for tile_regs in xs:
-        for regs in tile_regs:
-            for r in regs:
-                em.ins(f"mov.b32 {r}, 0")
-    it, cs = em.new("r"), em.new("r")
+    # activation registers, two sets [tile][16-byte piece] (8 halves of this thread's K range each):
+    # chunk k computes from one set while chunk k + KS loads into the other (the loop body is
+    # emitted twice, one per set); rows past M are never loaded and stay 0
+    sets = [[[[em.new("r") for _ in range(4)] for _ in range(bk // 32)] for _ in range(nt)] for _ in range(2)]
+    for regs in (r for xs in sets for tile_regs in xs for piece in tile_regs for r in piece):
+        em.ins(f"mov.b32 {regs}, 0")
+
+    def load_x(xs, chunk: str) -> None:
+        """Activations of `chunk` (if < ub) into `xs`; advances the pointers by KS chunks."""
+        more = em.new("p")
+        em.ins(f"setp.lt.s32 {more}, {chunk}, {ub}")
+        for t in range(nt):
+            guard = em.new("p")
+            em.ins(f"and.pred {guard}, {more}, {xv[t]}")
+            for q in range(bk // 32):
+                em.ins(f"@{guard} ld.global.nc.v4.b32 {{{', '.join(xs[t][q])}}}, [{xps[t]}+{16 * q}]")
+            em.ins(f"add.s64 {xps[t]}, {xps[t]}, {bk * 2 * ks_n}")
+
+    it, cs, nxt = em.new("r"), em.new("r"), em.new("r")
     em.ins(f"mov.u32 {it}, {lb}")
     em.ins(f"mov.u32 {cs}, {tb}")
+    load_x(sets[0], it)
     top, done = em.label("w4a16_loop"), em.label("w4a16_done")
     em.place(top)
-    fin = em.new("p")
-    em.ins(f"setp.ge.s32 {fin}, {it}, {ub}")
-    em.ins(f"@{fin} bra {done}")
-    issue()
-    for t in range(nt):     # this chunk's activations (L1 / L2), in flight while the ring drains
-        for q in range(bk // 32):
-            em.ins(f"@{xv[t]} ld.global.nc.v4.b32 {{{', '.join(xs[t][q])}}}, [{xps[t]}+{16 * q}]")
-        em.ins(f"add.s64 {xps[t]}, {xps[t]}, {bk * 2 * ks_n}")
-    em.ins(f"cp.async.wait_group {S - 1}")
-    _compute(em, ring, cs, c, d, act, bk, block, nt, consts, xs)
-    em.ins(f"add.u32 {it}, {it}, {ks_n}")
-    em.ins(f"add.u32 {cs}, {cs}, {ring.stage_bytes}")
-    wrap = em.new("p")
-    em.ins(f"setp.ge.u32 {wrap}, {cs}, {ring_end}")
-    em.ins(f"@{wrap} sub.u32 {cs}, {cs}, {ring.bytes}")
+    for half in range(2):
+        fin = em.new("p")
+        em.ins(f"setp.ge.s32 {fin}, {it}, {ub}")
+        em.ins(f"@{fin} bra {done}")
+        issue()
+        em.ins(f"add.u32 {nxt}, {it}, {ks_n}")
+        load_x(sets[1 - half], nxt)
+        em.ins(f"cp.async.wait_group {S - 1}")
+        _compute(em, ring, cs, c, d, act, bk, block, nt, consts, sets[half])
+        em.ins(f"mov.u32 {it}, {nxt}")
+        em.ins(f"add.u32 {cs}, {cs}, {ring.stage_bytes}")
+        wrap = em.new("p")
+        em.ins(f"setp.ge.u32 {wrap}, {cs}, {ring_end}")
+        em.ins(f"@{wrap} sub.u32 {cs}, {cs}, {ring.bytes}")
     em.ins(f"bra {top}")
     em.place(done)
     em.ins("cp.async.wait_all")

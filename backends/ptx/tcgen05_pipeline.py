@@ -75,7 +75,12 @@ def _span(inner_bytes: int) -> int | None:
 
 @dataclass
 class Pipeline:
-    """A K loop lowered as a TMA + tcgen05 pipeline (layouts in the module docstring)."""
+    """A K loop lowered as a TMA + tcgen05 pipeline (layouts in the module docstring).
+
+    `sources` (kind::f8f6f4 operands, `tcgen05_f8f6f4_tma.py`): the (A, B) `tcgen05_layout.Source`s
+    whose loads TMA feeds; both operands are then K-major 1-byte-per-element images (fp8 bytes,
+    or fp4 expanded by 16U4_ALIGN16B to 16 elements per 16 bytes) and `guard` the registers the
+    kernel tests at run time before taking the pipeline (else the direct copy)."""
 
     loop: scf.ForOp
     matmul: T.MatmulOp
@@ -86,14 +91,29 @@ class Pipeline:
     b_span: int
     stages: int = 2
     index: int = 0           # which pipeline of the kernel (names its buffers)
+    sources: tuple | None = None
+
+    @property
+    def f8f6f4(self) -> bool:
+        return self.sources is not None
+
+    @property
+    def esize(self) -> int:
+        """Shared-memory bytes per operand element (fp4 / fp6 padded images count 1)."""
+        return 1 if self.f8f6f4 else 2
+
+    @property
+    def kstep(self) -> int:
+        """K per MMA (32 bytes of K in both kinds)."""
+        return 32 // self.esize
 
     @property
     def a_bytes(self) -> int:
-        return _align(self.g.K * 2 // self.a_span * self.g.m_blocks * 128 * self.a_span, 1024)
+        return _align(self.g.K * self.esize * self.g.m_blocks * 128, 1024)
 
     @property
     def b_bytes(self) -> int:
-        return _align(self.g.N * 2 // self.b_span * self.g.K * self.b_span, 1024)
+        return _align(self.g.N * self.g.K * self.esize, 1024)
 
     @property
     def stage_bytes(self) -> int:
@@ -102,7 +122,7 @@ class Pipeline:
     @property
     def tx_bytes(self) -> int:
         """Bytes the TMA boxes of one stage deliver (BM rows of A, not the padded 128)."""
-        return (self.g.M * self.g.K + self.g.K * self.g.N) * 2
+        return (self.g.M * self.g.K + self.g.K * self.g.N) * self.esize
 
     @property
     def buf(self) -> str:
@@ -120,20 +140,41 @@ class Pipeline:
         return Sm100SmemDescriptor.for_smem(0, lbo=16, sbo=8 * self.a_span, swizzle=SWIZZLE[self.a_span])
 
     def b_desc(self) -> Sm100SmemDescriptor:
+        if self.f8f6f4:      # K-major, as A
+            return Sm100SmemDescriptor.for_smem(0, lbo=16, sbo=8 * self.b_span, swizzle=SWIZZLE[self.b_span])
         return Sm100SmemDescriptor.for_smem(0, lbo=self.g.K * self.b_span, sbo=8 * self.b_span,
                                             swizzle=SWIZZLE[self.b_span])
 
     def idesc(self, n: int) -> Sm100InstrDescriptor:
+        if self.f8f6f4:
+            return Sm100InstrDescriptor.for_mma("f8f6f4", self.g.ab, self.g.bb, "f32", M=128, N=n)
         return Sm100InstrDescriptor.for_mma("f16", self.g.ab, self.g.ab, "f32", M=128, N=n, b_major="MN")
 
     def a_offset(self, mb: int, ks: int) -> int:
-        """Byte offset in the A stage of 128-row block mb, K16 step ks."""
+        """Byte offset in the A stage of 128-row block mb, K step ks (32 bytes of K each)."""
         p, within = divmod(ks * 32, self.a_span)
         return p * self.g.m_blocks * 128 * self.a_span + mb * 128 * self.a_span + within
 
     def b_offset(self, n0: int, ks: int) -> int:
-        """Byte offset in the B stage of columns n0.. (a panel boundary), K16 step ks."""
+        """Byte offset in the B stage of columns n0.. (a panel boundary), K step ks."""
+        if self.f8f6f4:      # K-major panels of 128 k, N rows each
+            p, within = divmod(ks * 32, self.b_span)
+            return p * self.g.N * self.b_span + n0 * self.b_span + within
         return (n0 * 2 // self.b_span) * self.g.K * self.b_span + ks * 16 * self.b_span
+
+    def panels(self) -> list[tuple]:
+        """Per operand (load, rows, K-or-N columns, elements per TMA panel, smem offset, panel
+        stride, tensor-map role dtype, guarded): what the producer's TMA copies."""
+        g = self
+        if self.f8f6f4:
+            from .tcgen05_f8f6f4_tma import role_dtype
+
+            a, b = self.sources
+            return [(self.a_load, g.g.M, g.g.K, self.a_span, 0, g.g.m_blocks * 128 * self.a_span,
+                     role_dtype(a), True),
+                    (self.b_load, g.g.N, g.g.K, self.b_span, self.a_bytes, g.g.N * self.b_span, role_dtype(b), True)]
+        return [(self.a_load, g.g.M, g.g.K, self.a_span // 2, 0, g.g.m_blocks * 128 * self.a_span, None, False),
+                (self.b_load, g.g.K, g.g.N, self.b_span // 2, self.a_bytes, g.g.K * self.b_span, None, False)]
 
 
 def _tensor_arg(load: T.LoadOp, em: KernelEmitter) -> int | None:
@@ -150,6 +191,10 @@ def _tensor_arg(load: T.LoadOp, em: KernelEmitter) -> int | None:
 
 def match(em: KernelEmitter, loop: scf.ForOp, matmul: T.MatmulOp, g: Geometry) -> Pipeline | None:
     """The pipeline for `loop` whose resident accumulator `matmul` updates, or None."""
+    if enabled() and g.sources is not None and len(loop.iter_args) == 1:
+        from .tcgen05_f8f6f4_tma import match_f8f6f4
+
+        return match_f8f6f4(em, loop, matmul, g)
     if not enabled() or g.dtype not in (dt.float16, dt.bfloat16) or len(loop.iter_args) != 1:
         return None
     a, b = matmul.lhs.owner, matmul.rhs.owner
@@ -194,11 +239,16 @@ def declare(em: KernelEmitter, pipe: Pipeline) -> list[str]:
     return lines
 
 
-def _tensormap(em: KernelEmitter, load: T.LoadOp, box: tuple[int, int], span: int) -> str:
+def _tensormap(em: KernelEmitter, load: T.LoadOp, box: tuple[int, int], span: int, dtype: str | None = None,
+               guarded: bool = False) -> str:
     """Generic address of the tensor map of `load`'s tensor (a "tensormap" kernel parameter,
-    the ABI of lower_tgpu.py: role ("tma", arg, box innermost first, swizzle, dtype))."""
-    arg = _tensor_arg(load, em)
-    role = ("tma", arg, box, span, dtype_of(load.tensor.type).name)
+    the ABI of lower_tgpu.py: role ("tma", arg, box innermost first, swizzle, dtype), plus a
+    sixth element "k128" for the maps of a run-time guarded kind::f8f6f4 pipeline
+    (`tilec.runtime.launch.tma_ready`))."""
+    arg = load.tensor.index if guarded else _tensor_arg(load, em)
+    role = ("tma", arg, box, span, dtype or dtype_of(load.tensor.type).name)
+    if guarded:
+        role += ("k128",)
     name = next((p.name for p in em.params if p.role == role), None)
     if name is None:
         name = f"p{arg}_tma{sum(1 for p in em.params if p.kind == 'tensormap' and p.role[1] == arg)}"
@@ -271,8 +321,11 @@ def _role_loop(em: KernelEmitter, pipe: Pipeline, who: str, body, after=None) ->
 def _producer(em: KernelEmitter, pipe: Pipeline, cnt: str, it: str) -> None:
     body = pipe.loop.body.block
     em.set(body.args[0], Val(dtype_of(body.args[0].type), None, [it]))
+    skip = {pipe.a_load, pipe.b_load, pipe.matmul, body.last_op}
+    for src in pipe.sources or ():          # kind::f8f6f4: the deferred casts / transposes too
+        skip.update(v.owner for v in src.deferred)
     for op in body.ops:   # the scalar index math (every thread's copy of it lives here)
-        if op not in (pipe.a_load, pipe.b_load, pipe.matmul, body.last_op):
+        if op not in skip:
             em.emit_op(op)
     s, ph = _stage(em, pipe, cnt)
     free = em.new("r")
@@ -285,13 +338,10 @@ def _producer(em: KernelEmitter, pipe: Pipeline, cnt: str, it: str) -> None:
         base = em.new("r")
         em.ins(f"mov.u32 {base}, {pipe.buf}")
         em.ins(f"mad.lo.u32 {base}, {s}, {pipe.stage_bytes}, {base}")
-        g = pipe.g
-        for load, span, rows, cols, off in ((pipe.a_load, pipe.a_span, g.M, g.K, 0),
-                                            (pipe.b_load, pipe.b_span, g.K, g.N, pipe.a_bytes)):
-            pcols = span // 2
-            tmap = _tensormap(em, load, (pcols, rows), span)
+        for load, rows, cols, pcols, off, panel, dtype, guarded in pipe.panels():
+            span = pipe.a_span if load is pipe.a_load else pipe.b_span
+            tmap = _tensormap(em, load, (pcols, rows), span, dtype, guarded)
             row, col = (em.get(v).regs[0] for v in load.offsets)
-            panel = (g.m_blocks * 128 if load is pipe.a_load else rows) * span
             for q in range(cols // pcols):
                 x = col
                 if q:
@@ -326,9 +376,10 @@ def _issuer(em: KernelEmitter, pipe: Pipeline, cnt: str, d: str, p_true: str) ->
             for n0, n in g.n_chunks:
                 dcol = em.new("r")
                 em.ins(f"add.u32 {dcol}, {d}, {mb * g.N + n0}")
-                for ks in range(g.K // 16):
+                for ks in range(g.K // pipe.kstep):
                     ra, rb = (_plus(em, r, off) for r, off in zip(descs, (pipe.a_offset(mb, ks), pipe.b_offset(n0, ks))))
-                    em.ins(f"tcgen05.mma.cta_group::1.kind::f16 [{dcol}], {ra}, {rb}, {pipe.idesc(n).ptx()}, {p_true}")
+                    em.ins(f"tcgen05.mma.cta_group::1.kind::{g.kind} [{dcol}], {ra}, {rb}, {pipe.idesc(n).ptx()}, "
+                           f"{p_true}")
         em.ins(f"tcgen05.commit.cta_group::1.mbarrier::arrive::one.shared::cluster.b64 [{_bar_addr(em, pipe.empty, s)}]")
     _elected(em, issue)
     em.ins(f"add.u32 {cnt}, {cnt}, 1")
@@ -346,7 +397,8 @@ def emit(em: KernelEmitter, pipe: Pipeline, plan, col: int) -> None:
     """The whole loop (TMEM already holds the accumulator's initial value; the caller waits
     for `plan.mbar` and reads the result back): a bar.sync, then the producer and MMA roles."""
     em.comment(f"tcgen05 pipeline {pipe.index}: {pipe.stages} stages of {pipe.stage_bytes} B (A {pipe.a_span}B-swizzled "
-               f"K-major, B {pipe.b_span}B-swizzled MN-major); TMA producer = warp 0, MMA issuer = warp 1")
+               f"K-major, B {pipe.b_span}B-swizzled {'K' if pipe.f8f6f4 else 'MN'}-major); TMA producer = warp 0, "
+               f"MMA issuer = warp 1")
     em.comment(f"A smem descriptor {pipe.a_desc()}")
     em.comment(f"B smem descriptor {pipe.b_desc()}")
     for _, n in pipe.g.n_chunks:

@@ -14,8 +14,11 @@ tiles; when the weight rows give too few CTAs to fill the GPU, K is split over a
 axis and partial sums are added with `store_tile(..., mode="atomic_add")` into float32.
 Larger M use 32-token tiles.  The result has the input's dtype; `bias` is added in float32.
 
-CPU torch tensors and numpy arrays run the same kernel on the CPU backend (exact f32
-dequantize, numpy matmul).  On sm_100a (no W4A16 lowering there) `forward` raises.
+CPU torch tensors run the same kernel on the CPU backend (exact f32 dequantize, numpy
+matmul).  On sm_100a the kernel takes the generic lowering (tile.dequantize in registers, then
+the f16 MMA; checked in the simulator, no Blackwell GPU was available): its block-scaled FP4
+tensor cores (kind::mxf4 / mxf4nvf4) multiply FP4 by FP4, so they serve W4A4 products written
+with `ct.scaled_matmul` (examples/fp4_matmul.py), not this W4A16 layer.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ except ImportError:  # pragma: no cover - tilec.nn.FP4Linear needs torch
     torch = None
     _Module = object
 
-#: weight rows per CTA (one warp per 16), K per loop iteration
-BN, BK = 64, 256
+#: weight rows per CTA (one warp per 16 rows; further warps split K inside the CTA), K per loop
+#: iteration, cp.async stages, warps: the best of bench/fp4.py --sweep on the H100 (K = N = 8192)
+BN, BK, STAGES = 64, 128, 3
+WARPS_DECODE, WARPS_PREFILL = 16, 8
 #: SMs to fill with the split-K decode grid (H100 SXM has 132)
 TARGET_CTAS = 132
 
@@ -79,9 +84,9 @@ def w4a16_splitk_kernel(X: ct.Tensor, WQ: ct.Tensor, WS: ct.Tensor, Y: ct.Tensor
 
 
 def plan(m: int, n: int, k: int, bk: int = BK, bn: int = BN) -> tuple[int, int]:
-    """(token tile BM, K split) for an [m, k] @ [k, n] product: 8/16-token tiles for decode
-    (m <= 16), 32 otherwise; K split in a power of two dividing k/bk while the grid has
-    fewer than TARGET_CTAS programs (decode only)."""
+    """(token tile BM, K split over CTAs) for an [m, k] @ [k, n] product: 8/16-token tiles for
+    decode (m <= 16), 32 otherwise; for decode, K is split over a third grid axis (a power of
+    two dividing k/bk, each part >= 2 chunks) while the grid has under TARGET_CTAS / 2 programs."""
     bm = 8 if m <= 8 else 16 if m <= 16 else 32
     split, chunks = 1, k // bk
     ctas = math.ceil(m / bm) * math.ceil(n / bn)
@@ -200,18 +205,15 @@ class FP4Linear(_Module):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         if x.device.type == "cuda":
-            major = torch.cuda.get_device_capability(x.device)[0]
-            if major >= 10:
-                raise NotImplementedError("FP4Linear: W4A16 has no lowering for sm_100a (its FP4 tensor cores "
-                                          "take FP4 activations: quantize them with quantize_fp4 and use "
-                                          "ct.scaled_matmul)")
             y = self._forward_cuda(x2.contiguous())
         else:
             y = self._forward_host(x2)
         return y.reshape(*lead, self.out_features)
 
     def _args(self, x2):
-        wq = ct.fp4_tensor(self.weight_packed, (self.out_features, self.in_features))
+        wq = self.__dict__.get("_wq")
+        if wq is None or wq.packed is not self.weight_packed:     # re-made after .to() / .cuda()
+            wq = self.__dict__["_wq"] = ct.fp4_tensor(self.weight_packed, (self.out_features, self.in_features))
         return x2, wq, self.weight_scale
 
     def _forward_cuda(self, x2):
@@ -219,15 +221,16 @@ class FP4Linear(_Module):
         bm, split = plan(m, n, k)
         x2, wq, ws = self._args(x2)
         g = float(self.global_scale)
+        opts = dict(num_warps=WARPS_DECODE if m <= 16 else WARPS_PREFILL, num_stages=STAGES)
         if split == 1:
             y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
             bias = self.bias if self.bias is not None else y
-            w4a16_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN))](x2, wq, ws, bias, y, g, bm, BN, BK, self.block,
-                                                           self.bias is not None)
+            _launch(w4a16_kernel, (ct.cdiv(m, bm), ct.cdiv(n, BN)),
+                    (x2, wq, ws, bias, y, g, bm, BN, BK, self.block, self.bias is not None), **opts)
             return y
         acc = torch.zeros((m, n), dtype=torch.float32, device=x2.device)
-        w4a16_splitk_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN), split)](x2, wq, ws, acc, g, bm, BN, BK, self.block,
-                                                                    split)
+        _launch(w4a16_splitk_kernel, (ct.cdiv(m, bm), ct.cdiv(n, BN), split),
+                (x2, wq, ws, acc, g, bm, BN, BK, self.block, split), **opts)
         if self.bias is not None:
             acc += self.bias.float()
         return acc.to(x2.dtype)
@@ -242,7 +245,9 @@ class FP4Linear(_Module):
         y = np.zeros((m, n), xn.dtype)
         bias = _to_numpy(self.bias.detach().cpu().to(x2.dtype)) if self.bias is not None else y
         w4a16_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN))](xn, wq, ws, bias, y, float(self.global_scale), bm, BN, BK,
-                                                       self.block, self.bias is not None)
+                                                       self.block, self.bias is not None,
+                                                       num_warps=WARPS_DECODE if m <= 16 else WARPS_PREFILL,
+                                                       num_stages=STAGES)
         if x2.dtype == torch.bfloat16:
             return torch.from_numpy(y.view(np.int16)).view(torch.bfloat16)
         return torch.from_numpy(y)
