@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import os
 import sys
-
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -108,6 +105,8 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--sweep", action="store_true")
     p.add_argument("--no-triton", action="store_true", help="skip the Triton anchor")
+    p.add_argument("--sweep-only", action="store_true", help="only the tilec configuration sweep")
+    p.add_argument("--configs", default="", help="sweep configs BN:BK:stages:warps,... (default: a built-in list)")
     a = p.parse_args()
     import torch
 
@@ -151,7 +150,7 @@ def main() -> None:
         xs = [torch.randn(m, k, dtype=torch.float16, device="cuda") for _ in range(a.copies)]
         y32 = torch.zeros(m, n, dtype=torch.float32, device="cuda")
         # correctness first: tilec against float64 of the decoded weights
-        for idx in (1, 2):
+        for idx in () if a.sweep_only else (1, 2):
             ref = xs[0].double() @ torch.from_numpy(layers[0][idx].dequantized_weight()).cuda().T
             got = layers[0][idx](xs[0]).double()
             err = float((got - ref).abs().max() / ref.abs().max())
@@ -159,8 +158,10 @@ def main() -> None:
         runs = [("cuBLAS fp16 (torch.matmul)", lambda i: torch.matmul(xs[i], layers[i][0].weight.T)),
                 ("tilec FP4Linear MX", lambda i: layers[i][1](xs[i])),
                 ("tilec FP4Linear NV", lambda i: layers[i][2](xs[i]))]
+        if a.sweep_only:
+            runs = []
         best_tri = None
-        for cfg in () if a.no_triton else ((64, 128, 2, 4, 3), (64, 256, 2, 4, 3), (32, 128, 1, 4, 4),
+        for cfg in () if a.no_triton or a.sweep_only else ((64, 128, 2, 4, 3), (64, 256, 2, 4, 3), (32, 128, 1, 4, 4),
                                           (128, 128, 4, 8, 3)):
             def tri_call(i, cfg=cfg):
                 y32.zero_()
@@ -186,9 +187,10 @@ def main() -> None:
             print(f"{m:>3} {name:<34} {t[0] * 1e6:>10.1f} {t[1] * 1e6:>9.1f} {base / t[0]:>8.2f}x "
                   f"{t[0] / floor:>7.2f}x")
         print(f"{m:>3} {'HBM floor':<34} {floor * 1e6:>10.1f}")
-        if a.sweep:
+        if a.sweep or a.sweep_only:
             bm, _ = L.plan(m, n, k)
-            for bn, bk, stages, warps in ((64, 128, 4, 4), (64, 128, 4, 8), (64, 128, 3, 16), (32, 128, 4, 8),
+            configs = [tuple(int(v) for v in c.split(":")) for c in a.configs.split(",")] if a.configs else None
+            for bn, bk, stages, warps in configs or ((64, 128, 4, 4), (64, 128, 4, 8), (64, 128, 3, 16), (32, 128, 4, 8),
                                           (32, 128, 6, 8), (16, 128, 6, 4), (16, 128, 8, 8), (64, 256, 3, 8),
                                           (32, 256, 4, 8), (128, 128, 4, 8), (32, 128, 4, 16)):
                 ys = torch.empty(m, n, dtype=torch.float16, device="cuda")
@@ -205,6 +207,8 @@ def main() -> None:
                 except Exception as e:  # noqa: BLE001
                     print(f"    sweep BM={bm} BN={bn} BK={bk} stages={stages} warps={warps}: "
                           f"{type(e).__name__}: {e}"[:200])
+    if a.sweep_only:
+        return
     print("\nAccuracy (M = 16, random weights 0.02 * N(0,1) with 64 outliers of magnitude 1), "
           "relative Frobenius error vs float64 of the unquantized weights:")
     for name, err in accuracy(torch, k, n, layers):

@@ -100,10 +100,25 @@ def test_fp4_linear_host(monkeypatch, target, shape, fmt, dtype, bias):
     assert rel_err(y - (layer.bias if bias else 0), exact) < 0.25
 
 
+def test_fp4_linear_numpy_and_empty_batches():
+    lin, layer = make_layer(256, 64, True, "mx")
+    x = np.random.default_rng(7).standard_normal((3, 256)).astype(ml_dtypes.bfloat16)
+    y = layer(x)
+    assert isinstance(y, np.ndarray) and y.dtype == x.dtype and y.shape == (3, 64)
+    ref = x.astype(np.float64) @ layer.dequantized_weight().T + layer.bias.detach().double().numpy()
+    assert float(np.max(np.abs(y.astype(np.float64) - ref)) / np.max(np.abs(ref))) < TOL[torch.bfloat16]
+    assert layer(torch.zeros(0, 5, 256, dtype=torch.float16)).shape == (0, 5, 64)
+    assert layer(np.zeros((0, 256), np.float16)).shape == (0, 64)
+
+
 def test_fp4_linear_from_float_and_errors():
     lin, layer = make_layer(256, 32, True, "nv")
     assert layer.weight_packed.shape == (32, 128) and layer.weight_scale.dtype == torch.float8_e4m3fn
     assert layer.global_scale > 0 and "scale='nv'" in repr(layer)
+    fresh = FP4Linear(256, 32, True, "nv")
+    fresh.load_state_dict(layer.state_dict())          # packed weights, scales, bias, global scale
+    x = torch.randn(3, 256).to(torch.float16)
+    assert torch.equal(fresh(x), layer(x))
     with pytest.raises(ValueError, match=r"inputs \[\.\.\., 256\]"):
         layer(torch.zeros(2, 128, dtype=torch.float16))
     with pytest.raises(TypeError, match="float16 or bfloat16"):

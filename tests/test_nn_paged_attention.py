@@ -86,6 +86,20 @@ def test_cpu_ragged_batch_gqa(fmt):
     assert 1e-3 < err < 0.5, err
 
 
+@pytest.mark.parametrize("hq,hkv", [(4, 2), (8, 2), (6, 2), (2, 2)])
+def test_cpu_both_variants_agree(hq, hkv):
+    """Per-KV-head programs (power-of-two groups) and per-query-head programs give the
+    reference; a group of 3 or 1 always takes the per-query-head kernel."""
+    rng = np.random.default_rng(5)
+    q, cache, pt, lens, _, _ = build(rng, [70, 5], hq, hkv, 64, "nv")
+    ref = reference(q, cache, pt, lens)
+    for variant in (None, "per_q_head"):
+        out = paged_attention_decode(q, cache, pt, lens, variant=variant)
+        np.testing.assert_allclose(out.astype(np.float64), ref, atol=2e-3, rtol=2e-3)
+    with pytest.raises(ValueError, match="variant"):
+        paged_attention_decode(q, cache, pt, lens, variant="bogus")
+
+
 def test_sequence_length_changes_the_answer():
     """Each sequence sees exactly its first seq_lens[b] tokens: shortening a sequence by one
     token gives the reference of the shorter sequence."""
@@ -105,18 +119,22 @@ def test_bad_arguments():
         paged_attention_decode(np.zeros((1, 2, 32), np.float16), cache, pt, lens)
 
 
-@pytest.mark.parametrize("target,fmt", [("sim:sm_90a", "mx"), ("sim:sm_100a", "nv"), ("sim:sm_80", "mx")])
-def test_simulated_gpu_lowering(monkeypatch, target, fmt):
+@pytest.mark.parametrize("target,fmt,variant", [("sim:sm_90a", "mx", "per_q_head"), ("sim:sm_90a", "mx", None),
+                                                ("sim:sm_90a", "nv", None), ("sim:sm_100a", "nv", None),
+                                                ("sim:sm_80", "mx", "per_q_head")])
+def test_simulated_gpu_lowering(monkeypatch, target, fmt, variant):
+    """The PTX of both kernels, run by the simulator, against the float64 reference: one
+    program per query head, or (the default for a power-of-two group) per KV head."""
     monkeypatch.setenv("TILEC_TARGET", target)
     rng = np.random.default_rng(2)
-    q, cache, pt, lens, _, _ = build(rng, [1, 65, 64], 2, 1, 64, fmt)
+    q, cache, pt, lens, _, _ = build(rng, [1, 65, 64], 4, 2, 64, fmt)
     import tilec.backends.sim.launch as sim_launch
 
     calls = []
     real = sim_launch.run_ptx_kernel
     monkeypatch.setattr(sim_launch, "run_ptx_kernel", lambda k, v, g: (calls.append(k.name), real(k, v, g))[1])
-    out = paged_attention_decode(q, cache, pt, lens)
-    assert calls == ["_paged_decode"]
+    out = paged_attention_decode(q, cache, pt, lens, variant=variant)
+    assert calls == ["_paged_decode" if variant == "per_q_head" else "_paged_decode_gqa"]
     np.testing.assert_allclose(out.astype(np.float64), reference(q, cache, pt, lens), atol=2e-3, rtol=2e-3)
 
 

@@ -229,6 +229,7 @@ def test_gpu_sm80_path(monkeypatch, example, dtype, shape, tiles, stages):
     kern = example("matmul").matmul_kernel
     m, n, k = shape
     td = getattr(torch, dtype)
+    torch.manual_seed(m + n + k)
     a = torch.randn(m, k, device="cuda", dtype=td)
     b = torch.randn(k, n, device="cuda", dtype=td)
     for out in (torch.float32, td):
@@ -239,7 +240,9 @@ def test_gpu_sm80_path(monkeypatch, example, dtype, shape, tiles, stages):
         ref = a.double() @ b.double()
         assert not torch.isnan(c).any()
         err = float((c.double() - ref).norm() / ref.norm())
-        assert err < (2e-3 if out == torch.float16 else 1.5e-2 if out == torch.bfloat16 else 1e-5), err
+        # f32 out: tensor-core adds are not IEEE round-to-nearest; a 1e-5 bound failed once on the H100
+        # at 4096^3 bf16 (the error grows like sqrt(K)); a wrong tile or stage gives > 1e-1
+        assert err < (2e-3 if out == torch.float16 else 1.5e-2 if out == torch.bfloat16 else 5e-5), err
     arts = [x for x in kern._cache.values() if x.gpu is not None and x.gpu.target == "sm_80"]
     assert arts and all("cp.async.cg.shared.global" in x.gpu.ptx for x in arts)
 

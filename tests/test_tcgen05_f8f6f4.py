@@ -233,22 +233,36 @@ def test_sim_tensormap_expands_packed_rows_to_16_byte_groups(dtype, fmt):
     from tilec.backends.sim.tensormap import SimTensorMap
 
     rng = np.random.default_rng(4)
-    x = (rng.standard_normal((10, 80)) * 2).astype(NP[fmt])
-    packed = fp4.pack(x) if fmt == "e2m1" else fp6.pack(x)
-    stride = -(-packed.shape[1] // 16) * 16                    # TMA row strides are multiples of 16 B
+    x = (rng.standard_normal((10, 256)) * 2).astype(NP[fmt])   # driver rules: globalDim[0] % 128 == 0,
+    packed = fp4.pack(x) if fmt == "e2m1" else fp6.pack(x)    # strides % 32 B, boxDim[0] == 128
+    stride = -(-packed.shape[1] // 32) * 32
     g = np.zeros((10, stride), np.uint8)
     g[:, :packed.shape[1]] = packed
-    tm = SimTensorMap.from_cuda_args(g, dtype, (80, 10), (stride,), (32, 4))
-    assert tm.box_bytes == 4 * 32                              # 16 elements -> 16 bytes of smem
-    box = tm.load_box((64, 8)).reshape(4, 32)                  # columns 64..95 (80.. outside), rows 8..11
-    want = np.zeros((4, 32), NP[fmt])
-    want[:2, :16] = x[8:10, 64:80]
+    tm = SimTensorMap.from_cuda_args(g, dtype, (256, 10), (stride,), (128, 4), 128)
+    assert tm.box_bytes == 4 * 128                             # 16 elements -> 16 bytes of smem
+    box = tm.load_box((192, 8)).reshape(4, 128)                # columns 192..319 (256.. outside), rows 8..11
+    want = np.zeros((4, 128), NP[fmt])
+    want[:2, :64] = x[8:10, 192:256]
     bits = 4 if fmt == "e2m1" else 6
-    data = np.tile(np.arange(16) < 2 * bits, 2)
+    data = np.tile(np.arange(16) < 2 * bits, 8)
     np.testing.assert_array_equal(box[:, data], fp6.align16(want)[:, data])
     assert (box[:, ~data] == 0xFF).all()
     from tilec.backends.sim.isa_tcgen05 import padded_values
     np.testing.assert_array_equal(padded_values(box, fmt), want.astype(np.float64))
+
+
+@pytest.mark.parametrize("change,msg", [({"dims": (200, 10)}, "globalDim\\[0\\] must be a multiple of 128"),
+                                        ({"strides": (144,)}, "multiples of 32 bytes"),
+                                        ({"box": (64, 4)}, "boxDim\\[0\\] must be 128"),
+                                        ({"swizzle": 64}, "swizzle")])
+def test_sim_tensormap_keeps_the_driver_rules_of_packed_types(change, msg):
+    """cuTensorMapEncodeTiled's extra rules for 16U4 / 16U6 ALIGN16B hold in the simulator too."""
+    from tilec.backends.sim.tensormap import SimTensorMap
+
+    kw = {"dims": (256, 10), "strides": (160,), "box": (128, 4), "swizzle": 128, **change}
+    with pytest.raises(ValueError, match=msg):
+        SimTensorMap.from_cuda_args(np.zeros((10, 160), np.uint8), "16U4_ALIGN16B", kw["dims"], kw["strides"],
+                                    kw["box"], kw["swizzle"])
 
 
 def test_switch_off_names_the_switch(monkeypatch):

@@ -12,7 +12,7 @@ import pytest
 import tilec as ct
 from tilec import fp4
 from tilec.driver import CompileOptions, compile_kernel
-from tilec.frontend.tracer import ConstantSpec, ScalarSpec, TensorSpec
+from tilec.frontend.tracer import ConstantSpec, TensorSpec
 
 FORMATS = {"mx": (32, ml_dtypes.float8_e8m0fnu), "nv": (16, ml_dtypes.float8_e4m3fn)}
 ACTS = {"f16": np.float16, "bf16": ml_dtypes.bfloat16}

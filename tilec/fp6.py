@@ -8,7 +8,13 @@ because a byte per element keeps fp6 tensors ordinary byte-addressed arrays (any
 transpose, the same code paths as fp8 on every backend), needs no wrapper type, and the one
 hardware consumer, `tcgen05.mma kind::f8f6f4`, does not read dense fp6 anyway: the sm_100a
 lowering (`backends/ptx/tcgen05_direct.py`) packs each 16 consecutive k into the padded group
-below while copying an operand to shared memory.
+below while copying an operand to shared memory.  The cost of that choice: TMA's fp6 type
+(``16U6_ALIGN16B``) reads *dense* rows, so K loops fed by TMA bring fp6 tiles as plain bytes
+(UINT8) and pack each 16 codes into their 12 bytes in shared memory, in place
+(`backends/ptx/tcgen05_f8f6f4_tma.py`): the same 16 bytes of global traffic per 16 values as
+the one-per-byte storage itself.  A dense fp6 argument type (like `ct.fp4_tensor`), which would
+let ``16U6_ALIGN16B`` do the packing and cut global traffic by a quarter, would need the
+launch's argument binding (`tilec/jit.py`) and the CPU backend to learn it first.
 
 **Dense packing** (`pack` / `unpack`, for interchange and for the global side of TMA's
 ``CU_TENSOR_MAP_DATA_TYPE_16U6_ALIGN16B`` / PTX ``.b6x16_p32``): along the last axis, element

@@ -3,7 +3,13 @@
 `gather(src, dst_layout, index_of)`: every thread writes its slots of `src` row-major
 into `smem` (the address of slot s is `smem + (tid*vec + const(s)) * size`, a register
 plus an immediate), `bar.sync`, then reads for each of its destination slots the
-source element `index_of(coords)` that the destination layout needs.  A `bar.sync`
+source element `index_of(coords)` that the destination layout needs (slots whose index
+is the same register or constant, as in a broadcast `[1, 128] -> [64, 128]`, share one
+`ld.shared`: 4 per thread there instead of 64).
+
+`register_map` / `in_registers` / `to_layout`: when every thread already holds, at a slot
+that does not depend on the thread, each element its destination slots need, a conversion
+or broadcast is a register renaming and emits nothing (no smem, no bar.sync).  A `bar.sync`
 also precedes the writes, so the previous user of the scratch area has finished.
 
 Element sizes in shared memory: 4 bytes for 32-bit registers (narrow floats as their
@@ -17,6 +23,7 @@ along the reduced axes are 0.  `to_layout` / `to_canonical` are the conversions
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from tilec import dtypes as dt
@@ -135,7 +142,41 @@ def parent_coords(em: KernelEmitter, layout, slot: int) -> list:
         row, col = mma_base(em)
         dr, dc = layout.slot_offsets(slot)
         return [em.add_u32(row, dr), em.add_u32(col, dc)]
+    if layout.is_pow2 and layout.numel >= layout.num_threads * layout.vec:
+        return pow2_coords(em, layout, slot)
     return em.coords(layout, slot)
+
+
+def pow2_coords(em: KernelEmitter, layout: Blocked, slot: int) -> list:
+    """Coordinates of `slot` in a power-of-two `Blocked` layout as bit fields: the element
+    index is `tid * vec | const(slot)` (disjoint bits), so coordinate d is this thread's
+    part of d's bits (one register per dim, shared by every slot) plus the slot's constant
+    part.  Slots reading the same source element then name the same index register, which
+    `gather` loads once (a [G, 1, D] -> [G, 64, D] broadcast: 16 loads, not 256)."""
+    lv = layout.vec.bit_length() - 1
+    out = []
+    c = layout.slot_const(slot)
+    for d in range(len(layout.shape)):
+        bits = layout.dim_bits(d)
+        if not len(bits):
+            out.append(0)
+            continue
+        lo, mask = bits.start, (1 << len(bits)) - 1
+        const = (c >> lo) & mask
+        tmask = mask & ~((1 << max(0, lv - lo)) - 1) if lo < lv else mask     # bits the thread index reaches
+        tmask &= ((layout.num_threads * layout.vec - 1) >> lo) if lo < 32 else 0
+
+        def make(lo=lo, tmask=tmask):
+            r = em.new("r")
+            if lo >= lv:
+                em.ins(f"shr.u32 {r}, {em.tid}, {lo - lv}")
+            else:
+                em.ins(f"shl.b32 {r}, {em.tid}, {lv - lo}")
+            em.ins(f"and.b32 {r}, {r}, {tmask}")
+            return r
+        part = em.memo(("tpart", lv, lo, tmask), make) if tmask else 0
+        out.append(em.add_u32(part, const))
+    return out
 
 
 def layout_coords(em: KernelEmitter, layout, slot: int) -> list:
@@ -224,6 +265,7 @@ def gather(em: KernelEmitter, src: Val, dst_layout, index_of: Callable[[list], o
     store_any(em, src, 0)
     em.bar()
     regs = []
+    loaded: dict = {}      # slots reading the same element (a broadcast) share one ld.shared
     for s in range(dst_layout.num_slots):
         if isinstance(dst_layout, Sliced) and dst_layout.rep_slot(s) != s:
             regs.append(regs[dst_layout.rep_slot(s)])
@@ -232,18 +274,132 @@ def gather(em: KernelEmitter, src: Val, dst_layout, index_of: Callable[[list], o
             regs.append(constant_reg(em, src.dtype, 0))
             continue
         idx = index_of(layout_coords(em, dst_layout, s))
-        regs.append(load_element(em, src.dtype, 0, idx, layout_pred(em, dst_layout, s)))
+        pred = layout_pred(em, dst_layout, s)
+        if (idx, pred) not in loaded:
+            loaded[idx, pred] = load_element(em, src.dtype, 0, idx, pred)
+        regs.append(loaded[idx, pred])
     return Val(src.dtype, dst_layout, regs)
 
 
+def _held(layout, t: int) -> dict:
+    """{element coords: [slots]} of what thread `t` holds in a `Blocked` or `Sliced` layout
+    (a `Sliced` slot holds the value of its line, under the line's result coordinates)."""
+    parent = layout.parent if isinstance(layout, Sliced) else layout
+    out: dict = {}
+    for s in range(parent.num_slots):
+        e = t * parent.vec + parent.slot_const(s)
+        if e >= parent.numel:
+            continue
+        c = _unravel(e, parent.shape)
+        if isinstance(layout, Sliced):
+            c = tuple(layout.result_coords(list(c)))
+        out.setdefault(c, []).append(s)
+    return out
+
+
+def _unravel(e: int, shape) -> tuple:
+    out = []
+    for n in reversed(shape):
+        e, r = divmod(e, n)
+        out.append(r)
+    return tuple(reversed(out))
+
+
+def register_map(src_layout, dst_layout) -> tuple | None:
+    """Per slot of `dst_layout`, the slot of `src_layout` that holds, in the same thread, the
+    source element that destination slot needs (`src coords = dst coords with the dims where
+    the source has size 1 set to 0`: a conversion when the shapes agree, else a broadcast);
+    None when some thread needs an element it does not hold, or holds it in a slot that
+    depends on the thread (then the move needs an exchange).  A destination slot that no
+    thread holds maps to slot 0 (its register is garbage, as in every layout).
+
+    Exact for every `Blocked` (canonical or wide, any shape) and `Sliced` pair: both layouts
+    are enumerated thread by thread at compile time.  For power-of-two layouts it comes out
+    as the bit-field rule: every coordinate bit the destination takes from a thread bit, the
+    source takes from the same thread bit (or the source does not depend on it: a stretched
+    or reduced dim), and the bits the destination takes from v / k bits the source also
+    holds in v / k bits.  Examples (4 warps, 128 threads, vec 4):
+
+        [1, 32, 128] -> [4, 32, 128]   register copy: the broadcast dim is k bits 3-4 of the
+                                       destination; the source's bits are the same v /
+                                       thread / k bits 0-2, so dst slot s reads src slot s % 32
+        [1, 128] -> [64, 128]          exchange: the row is 32 threads' worth, rows 1-3 of
+                                       the destination sit in threads 32-127, which hold none
+        Sliced([64, 128], axes (0,)) -> [1, 128]   register copy: thread t < 32 needs columns
+                                       4t .. 4t+3, which every thread holds after the reduction
+        Sliced([64, 128], axes (1,)) -> [64, 1]    exchange: row sums sit in the threads of
+                                       their rows (t / 32 + 4k), canonical [64, 1] wants rows
+                                       4t .. 4t+3 in threads 0-15
+
+    The enumeration is capped at 32768 (thread, slot) pairs (larger: None, an exchange).
+    `Mma` layouts are not handled (None)."""
+    if isinstance(src_layout, Mma) or isinstance(dst_layout, Mma) or \
+            isinstance(getattr(src_layout, "parent", None), Mma) or \
+            isinstance(getattr(dst_layout, "parent", None), Mma):
+        return None
+    return _register_map(src_layout, dst_layout)
+
+
+@functools.lru_cache(maxsize=512)
+def _register_map(src_layout, dst_layout) -> tuple | None:
+    src_shape = tuple(src_layout.shape)
+    dst_shape = tuple(dst_layout.shape)
+    if len(src_shape) != len(dst_shape) or src_layout.num_threads != dst_layout.num_threads:
+        return None
+    if any(a != b and a != 1 for a, b in zip(src_shape, dst_shape)):
+        return None
+    if dst_layout.num_threads * dst_layout.num_slots > 32768:
+        return None
+    dparent = dst_layout.parent if isinstance(dst_layout, Sliced) else dst_layout
+    cand: list = [None] * dst_layout.num_slots        # per dst slot: the src slots valid in every thread so far
+    for t in range(dst_layout.num_threads):
+        held = _held(src_layout, t)
+        for s in range(dparent.num_slots):
+            if isinstance(dst_layout, Sliced) and dst_layout.rep_slot(s) != s:
+                continue
+            e = t * dparent.vec + dparent.slot_const(s)
+            if e >= dparent.numel:
+                continue
+            c = _unravel(e, dparent.shape)
+            if isinstance(dst_layout, Sliced):
+                c = dst_layout.result_coords(list(c))
+            sc = tuple(0 if n == 1 else x for x, n in zip(c, src_shape))
+            slots = held.get(sc)
+            if not slots:
+                return None
+            cand[s] = set(slots) if cand[s] is None else cand[s] & set(slots)
+            if not cand[s]:
+                return None
+    out = []
+    for s in range(dst_layout.num_slots):
+        if isinstance(dst_layout, Sliced) and dst_layout.rep_slot(s) != s:
+            out.append(out[dst_layout.rep_slot(s)])
+        else:
+            out.append(min(cand[s]) if cand[s] else 0)
+    return tuple(out)
+
+
+def in_registers(em: KernelEmitter, val: Val, layout) -> Val | None:
+    """`val` moved to `layout` (same shape, or a broadcast of it) without leaving the
+    registers (`register_map`), or None when that needs an exchange."""
+    m = register_map(val.layout, layout)
+    if m is None:
+        return None
+    return Val(val.dtype, layout, [val.regs[s] for s in m])
+
+
 def to_layout(em: KernelEmitter, val: Val, layout) -> Val:
-    """`val` (a tile) in `layout` (same shape): free for a uniform value, else through smem."""
+    """`val` (a tile) in `layout` (same shape): free for a uniform value or when every thread
+    already holds what it needs (`register_map`), else through smem."""
     if val.layout == layout:
         return val
     if val.uniform:
         return Val(val.dtype, layout, [val.regs[0]] * layout.num_slots, True)
     shape = tuple(layout.shape)
     assert tuple(val.layout.shape) == shape, (val.layout.shape, shape)
+    moved = in_registers(em, val, layout)
+    if moved is not None:
+        return moved
     return gather(em, val, layout, lambda c: linear_index(em, shape, c))
 
 

@@ -4,7 +4,9 @@ Each op runs per slot on registers.  Tile operands have one shape; `operands` pu
 in one layout: the layout of the non-uniform ones when they agree (a reduction result
 kept in its source's layout stays there, `layout.Sliced`); a wgmma accumulator layout
 (`layout.Mma`) when one operand has it (the others are recomputed there or converted);
-else the canonical one.  Two
+else one of the operands' layouts (non-canonical first) that every other operand reaches
+without shared memory (a register copy, `exchange.register_map`, or recomputed from
+`arange`s and splats, `lower_shape.recompute`); else the canonical one.  Two
 slots holding the same operand registers (a splat, a reduced row) share one result
 register.  Narrow
 floats are computed in f32 and rounded back, narrow ints wrapped back (`numerics.finish`).
@@ -36,6 +38,11 @@ def operands(em: KernelEmitter, *values) -> tuple[list[Val], object]:
     mma = [lay for lay in placed if _on_mma(lay)]
     if len(placed) > 1 and len(mma) == 1:
         return _into_mma(em, values, raw, mma[0]), mma[0]
+    if len(placed) > 1 and not mma:
+        for lay in sorted(placed, key=lambda lay: isinstance(lay, Blocked) and lay.canonical):
+            moved = _into(em, values, raw, lay)
+            if moved is not None:
+                return moved, lay
     layout = placed.pop() if len(placed) == 1 else Blocked(tuple(tiles[0].layout.shape), em.num_threads)
     out = []
     for v, r in zip(values, raw):
@@ -46,6 +53,33 @@ def operands(em: KernelEmitter, *values) -> tuple[list[Val], object]:
         else:
             out.append(em.get(v))  # here `layout` is the canonical one
     return out, layout
+
+
+def _into(em: KernelEmitter, values, raw: list[Val], layout) -> list[Val] | None:
+    """The operands in `layout` when each gets there without an exchange: already in it, a
+    splat, a register copy (`exchange.register_map`) or recomputed from `arange`s, splats and
+    elementwise ops (`lower_shape.recompute`); None when one would need shared memory.
+    E.g. `where(rows < n, sum(k * q, axis=1, keepdims=True), -inf)`: the row sums stay where the
+    reduction left them (`Sliced`), the mask is recomputed at their coordinates, instead of
+    both going to the canonical [BM, 1] layout through shared memory (2 bar.sync)."""
+    from .exchange import in_registers
+    from .lower_shape import recompute
+
+    out = []
+    for v, r in zip(values, raw):
+        if r.layout is None or r.layout == layout:
+            out.append(r)
+        elif r.uniform:
+            out.append(Val(r.dtype, layout, [r.regs[0]] * layout.num_slots, True))
+        else:
+            moved = in_registers(em, r, layout)
+            if moved is None:
+                regs = recompute(em, v, layout, lambda c: c, budget=16)
+                if regs is None:
+                    return None
+                moved = Val(r.dtype, layout, regs)
+            out.append(moved)
+    return out
 
 
 def _on_mma(layout) -> bool:

@@ -39,7 +39,7 @@ from tilec.dialects import tile as T
 from . import numerics as N
 from .emitter import KernelEmitter, Val, dtype_of, lowers
 from .exchange import elem_size, load_element, store_tile
-from .layout import Mma, Sliced
+from .layout import Blocked, Mma, Sliced
 from .ptx_types import float_type, int_type, reg_class
 
 
@@ -221,6 +221,45 @@ def _fast_reduce(em: KernelEmitter, op: T.ReduceOp, fold: _Fold, out: dt.DType) 
     return True
 
 
+def _length_one(em: KernelEmitter, op: T.ReduceOp, fold: _Fold, out: dt.DType) -> bool:
+    """A reduction over an axis of length 1 (`load_tile(PT, [b, p], [1]).sum()`, a column
+    vector's sum over its columns) is a cast per slot, in place: each result element is the one
+    source element of its line, which the same thread holds in the same slot (a `Blocked`
+    layout depends only on the element count, so dropping the axis keeps every element where
+    it is).  argmax / argmin give index 0.  No shuffle, no shared memory, no bar.sync:
+
+        before: bar.sync; st.shared; bar.sync; ld.shared; st.shared; bar.sync; ld.shared
+        after:  (the loaded register itself; a cvt when the accumulator type differs)
+
+    False (the general paths) for other axes and for a `Sliced` / `Mma` source reduced
+    without keepdims."""
+    x = em.get_any(op.source)
+    axis = op.axis.value.data
+    lay = x.layout
+    if lay is None or lay.shape[axis] != 1:
+        return False
+    keep = len(op.result.type.get_shape()) == len(lay.shape)
+    if keep:
+        layout = lay
+    elif isinstance(lay, Blocked):
+        layout = Blocked(tuple(op.result.type.get_shape()), lay.num_threads, lay.wide)
+    else:
+        return False
+    if fold.arg:
+        regs = [_zero(em, out)] * lay.num_slots
+        em.set(op.result, Val(out, layout, regs, True))
+        return True
+    cast: dict[str, str] = {}
+    regs = []
+    for r in x.regs:
+        if r not in cast:     # through the accumulator type: a sum of one bf16 is its f32 value rounded back
+            a = N.cast(em, x.dtype, fold.d, r) if x.dtype is not fold.d else r
+            cast[r] = N.cast(em, fold.d, out, a) if fold.d is not out else a
+        regs.append(cast[r])
+    em.set(op.result, Val(out, layout, regs, x.uniform))
+    return True
+
+
 def _across_warps(em: KernelEmitter, fold: _Fold, accs: list, lane_bits: list, tb: list,
                   warp_bits: list) -> list:
     """Step 3: fold the partials of warps that differ in `warp_bits` (thread-index bits)."""
@@ -285,7 +324,7 @@ def lower_reduce(em: KernelEmitter, op: T.ReduceOp) -> None:
     if src.is_float and src.bits < 16 and src not in N.FP8:
         raise em.unsupported("tile.reduce", src)
     fold = _Fold(em, kind, acc_d)
-    if _fast_reduce(em, op, fold, out):
+    if _length_one(em, op, fold, out) or _fast_reduce(em, op, fold, out):
         return
     x = em.get(op.source)
     cls, size = reg_class(acc_d), elem_size(acc_d)

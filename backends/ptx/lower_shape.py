@@ -9,6 +9,12 @@
   - a `Sliced` source broadcast back to its source's shape is free (every thread already
     holds the reduced value of each of its lines); so is a row vector of a wgmma
     accumulator (`layout.Mma`) broadcast to any width (rows of S scale rows of O);
+  - a source whose every needed element already sits in the destination thread, at a slot
+    that does not depend on the thread, is a register copy (`exchange.register_map`, exact
+    for `Blocked` / `Sliced`): e.g. with 4 warps [1, 32, 128] -> [4, 32, 128] (the new dim
+    is k bits of the destination) or a column sum Sliced([64, 128], (0,)) -> [1, 128]:
+
+        before: st.shared ...; bar.sync 0; ld.shared ... (x slots)   after: nothing (same regs)
   - a source computed only from `arange`, splats and elementwise ops (`cols < n`,
     `start + arange(BN)[None, :]`) is recomputed at the destination's coordinates;
   - else a shared-memory gather (`exchange.gather`): the destination element at coords c
@@ -28,7 +34,7 @@ from tilec import dtypes as dt
 from tilec.dialects import tile as T
 
 from .emitter import KernelEmitter, Val, dtype_of, lowers
-from .exchange import gather, layout_coords, linear_index, load_element, store_tile
+from .exchange import gather, in_registers, layout_coords, linear_index, load_element, store_tile
 from .layout import Blocked, Mma, Sliced
 from .lower_grid import constant_reg
 
@@ -83,6 +89,10 @@ def lower_broadcast(em: KernelEmitter, op: T.BroadcastOp) -> None:
             em.set(op.result, Val(x.dtype, wide, [x.regs[s & 2] for s in range(wide.num_slots)], x.uniform))
             return
     if not x.uniform:
+        moved = in_registers(em, x, layout)        # every thread holds what it needs already
+        if moved is not None:
+            em.set(op.result, moved)
+            return
         regs = recompute(em, op.source, layout, lambda c: [0 if n == 1 else ci for ci, n in zip(c, src_shape)])
         if regs is not None:
             em.set(op.result, Val(x.dtype, layout, regs))

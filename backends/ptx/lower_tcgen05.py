@@ -14,7 +14,9 @@ are 2-D `tile.load`s used only by the matmul (through `b.T` and exact widening c
 is how the front end mixes types): the loads are deferred and the matmul copies the bytes
 from global memory into the padded K-major layout itself (`tcgen05_direct.py`: 16 elements
 per 16 smem bytes, packed at the start).  An fp4 / fp6 matmul this cannot take is an error
-that says why (there is no other fp4 / fp6 matmul lowering).
+that says why (there is no other fp4 / fp6 matmul lowering).  K loops whose operands
+TMA can take (`tcgen05_f8f6f4_tma.py`) run the TMA pipeline instead when a run-time test of
+the tensors passes, the direct-copy loop otherwise (`_guarded_pipeline`).
 
 Per kernel (`plan_kernel`, an emitter KERNEL_HOOK): warp 0 allocates the TMEM columns of
 every tcgen05 matmul once (a power of two >= 32) and relinquishes the permit; thread 0
@@ -426,11 +428,36 @@ def lower_for_tcgen05(em: KernelEmitter, op: scf.ForOp) -> None:
     pipe = plan.pipelines.get(op) if plan is not None else None
     if pipe is None:
         lower_control.lower_for(em, op)
-    else:
+    elif not pipe.f8f6f4:
         tcgen05_pipeline.emit(em, pipe, plan, plan.column[pipe.matmul])
         _wait_mma(em)
+    else:
+        _guarded_pipeline(em, op, pipe, plan)
     for r in residents:
         g, col = plan.geometry[r.matmul], plan.column[r.matmul]
         em.comment(f"tcgen05: loop result #{r.index} leaves TMEM")
         em.bar()
         em.set(op.results[r.index], read_back(em, g, plan.taddr_q, col, em.layout_of(op.results[r.index].type)))
+
+
+def _guarded_pipeline(em: KernelEmitter, op: scf.ForOp, pipe, plan: Plan) -> None:
+    """A kind::f8f6f4 K loop whose operands TMA feeds when the launch allows it
+    (`tcgen05_f8f6f4_tma.guard`: 32-byte aligned bases, K extents multiples of 128), else the
+    same loop with the direct copy; the accumulator stays in TMEM either way."""
+    from .tcgen05_f8f6f4_tma import guard
+
+    ok = guard(em, pipe)
+    direct, done = em.label("tc_direct_loop"), em.label("tc_loop_done")
+    em.comment("kind::f8f6f4 operands by TMA when every tensor is 32-byte aligned with K % 128 == 0")
+    em.ins(f"@!{ok} bra {direct}")
+    em.push_scope()
+    tcgen05_pipeline.emit(em, pipe, plan, plan.column[pipe.matmul])
+    _wait_mma(em)
+    em.pop_scope()
+    em.ins(f"bra {done}")
+    em.place(direct)
+    em.comment("kind::f8f6f4 fallback: operands copied from global memory by the matmul")
+    em.push_scope()
+    lower_control.lower_for(em, op)
+    em.pop_scope()
+    em.place(done)

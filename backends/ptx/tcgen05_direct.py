@@ -1,6 +1,11 @@
 """kind::f8f6f4 operands copied from global memory into shared memory by the matmul itself:
 fp4 (e2m1) and fp6 (e2m3, e3m2) operands, alone or mixed with fp8 (e4m3, e5m2).
 
+K loops whose operands TMA can take are fed by TMA instead (`tcgen05_f8f6f4_tma.py`, the
+`tcgen05_pipeline` roles); this copy is their run-time fallback (tensors that are not 32-byte
+aligned or whose K extent is not a multiple of 128) and the only path of what TMA cannot take
+(B given as [K, N], BK % 128 != 0, single matmuls outside a K loop).
+
 The PTX backend keeps no fp4 / fp6 tiles in registers, so a tcgen05 matmul whose operands
 are such tiles takes them straight from the `tile.load`s that produce them (the loads, and
 the `tile.permute` / exact widening `tile.cast` between load and matmul, are deferred: they

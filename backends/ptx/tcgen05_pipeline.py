@@ -33,7 +33,15 @@ in panels of span bytes per row; what the descriptors describe):
                            desc LBO = BK*span (panel stride), SBO = 8*span, K16 step +16*span B
 
 A is given 128 rows per stage even when BM = 64 (the MMA reads 128 rows; rows BM.. are never
-written and only feed accumulator rows nobody reads).  `TILEC_PTX_TCGEN05_TMA=0` keeps such
+written and only feed accumulator rows nobody reads).
+
+kind::f8f6f4 loops (`tcgen05_f8f6f4_tma.py` decides which) use the same roles with both
+operands K-major (B given as [N, K]) in 128-element panels: fp4 through the packed
+16U4_ALIGN16B tensor-map type (16 elements -> 16 smem bytes), fp8 and fp6 as UINT8, so all are
+images of one byte per element, 128B-swizzled, K32 (+32 B) per MMA; fp6 chunks are then packed
+in place by warps 2.. (a third barrier ring, `ready[s]`, between them and the MMA warp);
+`lower_tcgen05` runs these loops behind a run-time test (tensor alignment and K extent) with
+the direct copy as the other branch.  `TILEC_PTX_TCGEN05_TMA=0` keeps such
 loops on the register-staged path.  f32 (3xTF32 needs the hi/lo split in registers) stays there.
 """
 
@@ -123,6 +131,21 @@ class Pipeline:
     def tx_bytes(self) -> int:
         """Bytes the TMA boxes of one stage deliver (BM rows of A, not the padded 128)."""
         return (self.g.M * self.g.K + self.g.K * self.g.N) * self.esize
+
+    @property
+    def repack(self) -> list[tuple[int, int]]:
+        """(stage offset, bytes) of the fp6 operands: TMA brings them one code per byte (UINT8)
+        and warps 2.. pack every 16 codes into the first 12 bytes of their 16, in place
+        (`tcgen05_f8f6f4_tma.repack_role`); the MMA warp then waits `ready[s]`, not `full[s]`."""
+        if not self.f8f6f4:
+            return []
+        fp6 = (dt.float6_e2m3fn, dt.float6_e3m2fn)
+        return [(off, n) for src, off, n in zip(self.sources, (0, self.a_bytes), (self.a_bytes, self.b_bytes))
+                if src.dtype in fp6]
+
+    @property
+    def ready(self) -> str:
+        return f"tc_ready{self.index}"
 
     @property
     def buf(self) -> str:
@@ -232,10 +255,14 @@ def declare(em: KernelEmitter, pipe: Pipeline) -> list[str]:
     em.decls.insert(0, f".shared .align 1024 .b8 {pipe.buf}[{S * pipe.stage_bytes}];")  # first: no padding
     em.decls += [f".shared .align 8 .b64 {pipe.full}[{S}];", f".shared .align 8 .b64 {pipe.empty}[{S}];"]
     lines = []
-    for name in (pipe.full, pipe.empty):
+    bars = [(pipe.full, 1), (pipe.empty, 1)]
+    if pipe.repack:      # every repacking thread (warps 2..) arrives once per stage
+        em.decls.append(f".shared .align 8 .b64 {pipe.ready}[{S}];")
+        bars.append((pipe.ready, em.num_threads - 64))
+    for name, count in bars:
         base = em.new("r")
         lines.append(f"mov.u32 {base}, {name}")
-        lines += [f"mbarrier.init.shared::cta.b64 [{base}+{8 * s}], 1" for s in range(S)]
+        lines += [f"mbarrier.init.shared::cta.b64 [{base}+{8 * s}], {count}" for s in range(S)]
     return lines
 
 
@@ -355,7 +382,7 @@ def _producer(em: KernelEmitter, pipe: Pipeline, cnt: str, it: str) -> None:
 
 def _issuer(em: KernelEmitter, pipe: Pipeline, cnt: str, d: str, p_true: str) -> None:
     s, ph = _stage(em, pipe, cnt)
-    _wait(em, _bar_addr(em, pipe.full, s), ph)
+    _wait(em, _bar_addr(em, pipe.ready if pipe.repack else pipe.full, s), ph)
     em.ins("tcgen05.fence::after_thread_sync")
 
     def issue():
@@ -408,6 +435,13 @@ def emit(em: KernelEmitter, pipe: Pipeline, plan, col: int) -> None:
     cnt = plan.pipe_count[pipe.index]
     producer = em.memo("tc_warp0", lambda: _warp_is(em, 0))
     _role_loop(em, pipe, producer, lambda it: _producer(em, pipe, cnt, it))
+    if pipe.repack:      # fp6 operands: warps 2.. pack the one-code-per-byte stage in place
+        from .tcgen05_f8f6f4_tma import repack_role
+
+        em.comment(f"fp6 operands at stage offsets {pipe.repack}: warps 2.. pack 16 codes per 16 bytes in place")
+        repackers = em.new("p")
+        em.ins(f"setp.ge.u32 {repackers}, {em.tid}, 64")
+        _role_loop(em, pipe, repackers, lambda it: repack_role(em, pipe, cnt))
     issuer = em.memo("tc_warp1", lambda: _warp_is(em, 1))
     d = em.new("r")
     em.ins(f"add.u32 {d}, {plan.taddr}, {col}")

@@ -18,6 +18,7 @@ import ml_dtypes
 import numpy as np
 
 from . import SimTensorMap, simulate
+from .tensormap import UnusedTensorMap
 
 
 def ptx_kernel_args(kernel, values, grid) -> list:
@@ -36,13 +37,24 @@ def ptx_kernel_args(kernel, values, grid) -> list:
         elif role[0] == "grid":
             out.append((p.kind, grid[role[1]] if role[1] < len(grid) else 1))
         elif role[0] == "tma":  # a TMA tensor map: the launch's make_tma_descriptor arguments
-            from tilec.runtime.launch import tensor_map_args
-
-            a = values[role[1]]
-            out.append(("tensormap", SimTensorMap.from_cuda_args(a, *tensor_map_args(a.shape, a.strides, role))))
+            out.append(("tensormap", _tensor_map(values[role[1]], role)))
         else:
             raise ValueError(f"unknown parameter role {role!r}")
     return out
+
+
+def _tensor_map(a, role) -> SimTensorMap:
+    """The `SimTensorMap` the launch hands a "tma" parameter: over an `FP4Tensor`'s packed
+    bytes for the packed types; for a "k128" role whose tensor fails `tma_ready` (the
+    simulator's global buffers are 256-byte aligned, so only the K extent can fail) an
+    `UnusedTensorMap`, as the GPU launch passes unused bytes: the kernel takes its direct copy."""
+    from tilec.runtime.launch import tensor_map_args, tma_ready
+
+    if not tma_ready(0, a.shape, role):
+        return UnusedTensorMap(f"tensor map {role} of a tensor of shape {list(a.shape)}: K is not a multiple "
+                               f"of 128, the kernel should have taken its direct copy")
+    data = getattr(a, "packed", a)
+    return SimTensorMap.from_cuda_args(data, *tensor_map_args(a.shape, a.strides, role))
 
 
 def _tensor_bytes(a, index: int):

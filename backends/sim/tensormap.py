@@ -109,12 +109,31 @@ class SimTensorMap:
             raise ValueError("element strides other than 1 are not simulated")
         if self.oob_fill not in ("zero", "nan"):
             raise ValueError("oob_fill must be 'zero' or 'nan'")
+        if pb:
+            self._check_packed()
         row_bytes = -(-self.dims[0] * pb // 8) if pb else self.dims[0] * eb
         last = sum((d - 1) * s for d, s in zip(self.dims[1:], self.strides)) + row_bytes
         if last > a.nbytes:
             raise ValueError(f"tensor map dims {self.dims} / strides {self.strides} reach byte {last}, "
                              f"past the array's {a.nbytes} bytes")
         self.u8 = a.reshape(-1).view(np.uint8)
+
+    def _check_packed(self) -> None:
+        """`cuTensorMapEncodeTiled`'s extra rules for 16U4_ALIGN16B / 16U6_ALIGN16B (CUDA driver
+        API, "Tensor Map Object Management"): globalDim[0] a multiple of 128, strides multiples
+        of 32 bytes, boxDim[0] == 128, swizzle none or 128B, OOB fill zero.  (The 32-byte base
+        alignment concerns the device address: the simulator's buffers are 256-byte aligned.)"""
+        name = f"16U{self.packed_bits}_ALIGN16B"
+        if self.dims[0] % 128:
+            raise ValueError(f"{name}: globalDim[0] must be a multiple of 128, got {self.dims[0]}")
+        if any(s % 32 for s in self.strides):
+            raise ValueError(f"{name}: global strides must be multiples of 32 bytes, got {self.strides}")
+        if self.box[0] != 128:
+            raise ValueError(f"{name}: boxDim[0] must be 128, got {self.box[0]}")
+        if self.swizzle not in (0, 128):
+            raise ValueError(f"{name}: loads take swizzle NONE or 128B, got {self.swizzle}")
+        if self.oob_fill != "zero":
+            raise ValueError(f"{name}: NaN out-of-bounds fill is not allowed for packed types")
 
     @classmethod
     def from_cuda_args(cls, array, dtype, global_dims, global_strides_bytes, box_dims, swizzle=0,
@@ -198,3 +217,26 @@ class SimTensorMap:
         rows = data.reshape(len(off), eb)
         if valid.any():
             self.u8[off[valid][:, None] + np.arange(eb)] = rows[valid]
+
+
+class UnusedTensorMap(SimTensorMap):
+    """A tensor-map argument the kernel must not read (the launch found the tensor unfit for
+    TMA, `tilec.runtime.launch.tma_ready`, and the kernel tests the same and copies the data
+    itself): any TMA through it is an error naming `reason`."""
+
+    def __init__(self, reason: str):          # noqa: D107 - no dataclass validation: there is no tensor
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"UnusedTensorMap({self.reason!r})"
+
+    def _unused(self, *_a):
+        raise ValueError(f"TMA through an unused tensor map: {self.reason}")
+
+    def __getattr__(self, name):              # dims, strides, box, ...: there are none
+        if name == "reason":
+            raise AttributeError(name)
+        self._unused()
+
+    box_bytes = dims = strides = box = swizzle = elem_bytes = packed_bits = property(_unused)
+    box_elements = load_box = store_box = _unused

@@ -117,8 +117,8 @@ def _launch(kernel, grid: tuple, args: tuple, **options) -> None:
     compiled kernel through `tilec.runtime.launch.prepare_launch` (pointers, dims, scalars)."""
     from tilec.fp4 import FP4Tensor
 
-    sig = tuple((a.dtype, tuple(a.shape)) if hasattr(a, "shape") else (type(a), a if type(a) is not float else 0)
-                for a in args)
+    sig = tuple((a.dtype, tuple(a.shape), _ptr(a) % 16 == 0) if hasattr(a, "shape")
+                else (type(a), a if type(a) is not float else 0) for a in args)
     key = (kernel, grid, sig, tuple(sorted(options.items())))
     plan = _PLANS.get(key, False)
     if plan is False:
@@ -129,6 +129,10 @@ def _launch(kernel, grid: tuple, args: tuple, **options) -> None:
         kernel[grid](*args, **options)
         return
     plan(tuple(_PackedArg(a.packed, a.shape) if isinstance(a, FP4Tensor) else a for a in args))
+
+
+def _ptr(a) -> int:
+    return (a.packed if hasattr(a, "packed") else a).data_ptr()
 
 
 def _make_plan(kernel, grid, args, options):
@@ -185,6 +189,12 @@ class FP4Linear(_Module):
             m.bias.data.copy_(linear.bias.detach().to(bias_dtype))
         return m
 
+    def get_extra_state(self):
+        return {"global_scale": float(self.global_scale)}
+
+    def set_extra_state(self, state) -> None:
+        self.global_scale = float(state["global_scale"])
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"scale={self.scale_format!r}")
@@ -198,16 +208,26 @@ class FP4Linear(_Module):
             * self.global_scale
 
     def forward(self, x):
+        """y [..., out_features] of x [..., in_features]: torch f16/bf16 (CUDA: on the GPU, CPU: on
+        the CPU backend), or a numpy float16 / ml_dtypes.bfloat16 array (CPU backend, numpy out)."""
         if x.shape[-1] != self.in_features:
             raise ValueError(f"FP4Linear expects inputs [..., {self.in_features}], got {list(x.shape)}")
-        if x.dtype not in (torch.float16, torch.bfloat16):
+        host = isinstance(x, np.ndarray)
+        if host and x.dtype.name not in ("float16", "bfloat16") or not host and x.dtype not in (torch.float16,
+                                                                                              torch.bfloat16):
             raise TypeError(f"FP4Linear takes float16 or bfloat16 activations, got {x.dtype}")
-        lead = x.shape[:-1]
+        lead = tuple(x.shape[:-1])
         x2 = x.reshape(-1, self.in_features)
-        if x.device.type == "cuda":
+        if x2.shape[0] == 0:
+            y = np.zeros((0, self.out_features), x.dtype) if host else x.new_zeros((0, self.out_features))
+        elif host:
+            y = self._forward_host(np.ascontiguousarray(x2))
+        elif x.device.type == "cuda":
             y = self._forward_cuda(x2.contiguous())
         else:
-            y = self._forward_host(x2)
+            y = self._forward_host(_to_numpy(x2))
+            y = torch.from_numpy(y.view(np.int16)).view(torch.bfloat16) if x.dtype == torch.bfloat16 \
+                else torch.from_numpy(y)
         return y.reshape(*lead, self.out_features)
 
     def _args(self, x2):
@@ -235,19 +255,19 @@ class FP4Linear(_Module):
             acc += self.bias.float()
         return acc.to(x2.dtype)
 
-    def _forward_host(self, x2):
-        """CPU torch tensors: the same kernel on the CPU backend."""
-        m, n, k = x2.shape[0], self.out_features, self.in_features
+    def _forward_host(self, xn: np.ndarray) -> np.ndarray:
+        """The same kernel on the CPU backend (numpy in, numpy out; TILEC_TARGET=sim:... runs it
+        in the PTX simulator)."""
+        m, n, k = xn.shape[0], self.out_features, self.in_features
         bm, _ = plan(m, n, k)
-        xn = _to_numpy(x2)
         wq = ct.fp4_tensor(_to_numpy(self.weight_packed.cpu()), (n, k))
         ws = _to_numpy(self.weight_scale.cpu().view(torch.uint8)).view(FORMATS[self.scale_format][1].np_dtype)
         y = np.zeros((m, n), xn.dtype)
-        bias = _to_numpy(self.bias.detach().cpu().to(x2.dtype)) if self.bias is not None else y
+        bias = y
+        if self.bias is not None:
+            bias = _to_numpy(self.bias.detach().cpu().float())     # exact: f16 / bf16 -> f32
         w4a16_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN))](xn, wq, ws, bias, y, float(self.global_scale), bm, BN, BK,
                                                        self.block, self.bias is not None,
                                                        num_warps=WARPS_DECODE if m <= 16 else WARPS_PREFILL,
                                                        num_stages=STAGES)
-        if x2.dtype == torch.bfloat16:
-            return torch.from_numpy(y.view(np.int16)).view(torch.bfloat16)
-        return torch.from_numpy(y)
+        return y

@@ -69,11 +69,56 @@ def _paged_decode(Q: ct.Tensor, KP: ct.Tensor, VP: ct.Tensor, KS: ct.Tensor, VS:
     ct.store_tile(O, offset=[b, h, 0], tile=(acc / l_i).reshape([1, 1, D]))
 
 
+@ct.kernel
+def _paged_decode_gqa(Q: ct.Tensor, KP: ct.Tensor, VP: ct.Tensor, KS: ct.Tensor, VS: ct.Tensor, PT: ct.Tensor,
+                      SL: ct.Tensor, O: ct.Tensor, scale: float, D: ct.Constant[int], B: ct.Constant[int],
+                      GROUP: ct.Constant[int]):
+    """One program per (KV head, sequence): each page's K/V tiles are decoded once for the
+    GROUP query heads that share them, as [GROUP, 64, D] tiles (k broadcast over the heads,
+    a register copy in the blocked layout)."""
+    kvh = ct.tile_idx(0)
+    b = ct.tile_idx(1)
+    seq_len = ct.load_tile(SL, offset=[b], size=[1]).sum()
+    q = ct.load_tile(Q, offset=[b, kvh * GROUP, 0], size=[1, GROUP, D]).reshape([GROUP, 1, D])
+    q = ct.broadcast_to(q.astype(ct.float32) * scale, [GROUP, 64, D])      # once, outside the page loop
+    m_i = ct.full([GROUP, 1, 1], float("-inf"), ct.float32)
+    l_i = ct.zeros([GROUP, 1, 1], ct.float32)
+    acc = ct.zeros([GROUP, 1, D], ct.float32)
+    for p in range(0, (seq_len + 63) // 64):
+        page = ct.load_tile(PT, offset=[b, p], size=[1, 1]).sum()
+        kq = ct.load_tile(KP, offset=[page, kvh, 0, 0], size=[1, 1, 64, D]).reshape([64, D])
+        ks = ct.load_tile(KS, offset=[page, kvh, 0, 0], size=[1, 1, 64, D // B], padding=1.0).reshape([64, D // B])
+        k = ct.dequantize(kq, ks, block=B).reshape([1, 64, D])
+        valid = (p * 64 + ct.arange(64).reshape([1, 64, 1])) < seq_len
+        s = ct.where(valid, ct.sum(k * q, axis=2, keepdims=True), float("-inf"))        # [GROUP, 64, 1]
+        m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
+        pr = ct.exp(s - m_new)
+        alpha = ct.exp(m_i - m_new)
+        l_i = l_i * alpha + ct.sum(pr, axis=1, keepdims=True)
+        vq = ct.load_tile(VP, offset=[page, kvh, 0, 0], size=[1, 1, 64, D]).reshape([64, D])
+        vs = ct.load_tile(VS, offset=[page, kvh, 0, 0], size=[1, 1, 64, D // B], padding=1.0).reshape([64, D // B])
+        v = ct.where(valid, ct.dequantize(vq, vs, block=B).reshape([1, 64, D]), 0.0)
+        acc = acc * alpha + ct.sum(pr * v, axis=1, keepdims=True)
+        m_i = m_new
+    ct.store_tile(O, offset=[b, kvh * GROUP, 0], tile=(acc / l_i).reshape([1, GROUP, D]))
+
+
+def _shares_kv(group: int, variant: str | None) -> bool:
+    """Whether the one-program-per-KV-head kernel serves this grouping: a power-of-two group of
+    2..8 query heads per KV head (its [GROUP, 64, D] tiles need power-of-two dims to reduce in
+    registers; larger groups would not fit the registers), unless `variant` says otherwise."""
+    if variant not in (None, "per_kv_head", "per_q_head"):
+        raise ValueError(f"variant must be 'per_kv_head' or 'per_q_head', got {variant!r}")
+    fits = 2 <= group <= 8 and group & (group - 1) == 0
+    return fits and variant != "per_q_head"
+
+
 def paged_attention_decode(q, cache: FP4KVCache, page_table, seq_lens, scale: float | None = None, out=None,
-                           num_warps: int | None = None):
+                           num_warps: int | None = None, variant: str | None = None):
     """Attention of one new query token per sequence over its FP4 KV pages (module docstring);
     `out`: an optional preallocated result; `num_warps`: the kernel's warps (default 4,
-    the fastest measured on the H100, bench/RESULTS.md)."""
+    the fastest measured on the H100, bench/RESULTS.md); `variant`: "per_kv_head" (the
+    default where it applies, `_shares_kv`) or "per_q_head" (one program per query head)."""
     opts = {} if num_warps is None else {"num_warps": num_warps}
     if len(q.shape) != 3:
         raise ValueError(f"q must be [batch, heads, head_dim], got {list(q.shape)}")
@@ -101,7 +146,11 @@ def paged_attention_decode(q, cache: FP4KVCache, page_table, seq_lens, scale: fl
         kp, vp, ks, vs = cache.kernel_args()
         args = (host_view(q), kp, vp, ks, vs, host_view(page_table), host_view(seq_lens), host_view(out),
                 float(scale), d, cache.block)
-        _paged_decode[(hq, batch)](*args, hq // cache.heads, **opts)
+        group = hq // cache.heads
+        if _shares_kv(group, variant):
+            _paged_decode_gqa[(cache.heads, batch)](*args, group, **opts)
+        else:
+            _paged_decode[(hq, batch)](*args, group, **opts)
     return out
 
 

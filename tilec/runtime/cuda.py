@@ -654,11 +654,16 @@ _TMA_DTYPES = {
     "f32": "FLOAT32", "float32": "FLOAT32", "float": "FLOAT32", "f32_ftz": "FLOAT32_FTZ",
     "f64": "FLOAT64", "float64": "FLOAT64", "double": "FLOAT64",
     "tf32": "TFLOAT32", "tf32_ftz": "TFLOAT32_FTZ",
+    # packed sub-byte types (CUDA 12.8+): dims count elements, the global rows are packed (fp4 two
+    # per byte, fp6 four in three bytes), shared memory gets every 16 elements in 16 bytes (ALIGN16B)
+    "16u4_align16b": "16U4_ALIGN16B", "16u6_align16b": "16U6_ALIGN16B", "16u4_align8b": "16U4_ALIGN8B",
 }
 _TMA_BITS = {8: "UINT8", 16: "UINT16", 32: "UINT32", 64: "UINT64"}
 _TMA_ELEM_BYTES = {"UINT8": 1, "UINT16": 2, "UINT32": 4, "INT32": 4, "UINT64": 8, "INT64": 8,
                    "FLOAT16": 2, "BFLOAT16": 2, "FLOAT32": 4, "FLOAT32_FTZ": 4, "FLOAT64": 8,
                    "TFLOAT32": 4, "TFLOAT32_FTZ": 4}
+#: packed types -> bits per element in global memory (`check_packed_tma`)
+PACKED_TMA_BITS = {"16U4_ALIGN16B": 4, "16U6_ALIGN16B": 6, "16U4_ALIGN8B": 4}
 _SWIZZLE = {0: "NONE", 32: "32B", 64: "64B", 128: "128B"}
 _L2 = {0: "NONE", 64: "L2_64B", 128: "L2_128B", 256: "L2_256B"}
 _INTERLEAVE = {0: "NONE", 16: "16B", 32: "32B"}
@@ -676,12 +681,46 @@ def _tma_dtype(dtype):
         key = getattr(dtype, "name", None) or str(dtype).removeprefix("torch.")
         if key not in _TMA_DTYPES and str(dtype).removeprefix("torch.") in _TMA_DTYPES:
             key = str(dtype).removeprefix("torch.")
-        name = _TMA_DTYPES.get(key)
+        name = _TMA_DTYPES.get(key) or _TMA_DTYPES.get(key.lower())
         if name is None:
             raise ValueError(
                 f"no TMA data type for {dtype!r}; pass a CUtensorMapDataType (e.g. 16U4_ALIGN8B for "
                 f"unpacked fp4) or one of {sorted(_TMA_DTYPES)}; pack fp4 pairs as uint8")
-    return getattr(drv.CUtensorMapDataType, "CU_TENSOR_MAP_DATA_TYPE_" + name), _TMA_ELEM_BYTES.get(name)
+    member = getattr(drv.CUtensorMapDataType, "CU_TENSOR_MAP_DATA_TYPE_" + name, None)
+    if member is None:
+        import cuda.bindings
+
+        raise ValueError(f"the installed cuda.bindings {getattr(cuda.bindings, '__version__', '?')} has no "
+                         f"CU_TENSOR_MAP_DATA_TYPE_{name} (the packed sub-byte TMA types need cuda-bindings "
+                         f"and a driver of CUDA 12.8 or newer)")
+    return member, _TMA_ELEM_BYTES.get(name)
+
+
+def check_packed_tma(ptr: int, name: str, dims, strides, box, swizzle: int, oob_fill_nan: bool) -> None:
+    """Raise ValueError where a packed-type tensor map (`name`: "16U4_ALIGN16B", "16U6_ALIGN16B",
+    "16U4_ALIGN8B") breaks `cuTensorMapEncodeTiled`'s rules (CUDA driver API, Tensor Map Object
+    Management): ALIGN16B types need a 32-byte aligned address, globalDim[0] % 128 == 0, strides
+    multiples of 32 bytes, boxDim[0] == 128, swizzle NONE / 128B / 128B_ATOM_32B (loads; `swizzle`
+    in bytes or a CU_TENSOR_MAP_SWIZZLE_* name); 16U4_ALIGN8B needs
+    globalDim[0] even; none of them takes the NaN out-of-bounds fill.  dims count elements."""
+    what = f"TMA {name} (dims={tuple(dims)} strides={tuple(strides)} box={tuple(box)})"
+    if oob_fill_nan:
+        raise ValueError(f"{what}: the NaN out-of-bounds fill is not allowed for packed types")
+    if name == "16U4_ALIGN8B":
+        if dims[0] % 2:
+            raise ValueError(f"{what}: globalDim[0] must be even")
+        return
+    if ptr % 32:
+        raise ValueError(f"{what}: global address {ptr:#x} is not 32-byte aligned")
+    if dims[0] % 128:
+        raise ValueError(f"{what}: globalDim[0] must be a multiple of 128")
+    if any(s % 32 for s in strides):
+        raise ValueError(f"{what}: global strides must be multiples of 32 bytes")
+    if box[0] != 128:
+        raise ValueError(f"{what}: boxDim[0] must be 128")
+    mode = _SWIZZLE.get(swizzle, "?") if isinstance(swizzle, int) else str(swizzle)
+    if mode.removeprefix("CU_TENSOR_MAP_SWIZZLE_") not in ("NONE", "128B", "128B_ATOM_32B"):
+        raise ValueError(f"{what}: swizzle must be NONE, 128B or 128B_ATOM_32B for loads, got {swizzle!r}")
 
 
 def _enum(enum_cls, prefix: str, table: dict, value, what: str):
@@ -745,7 +784,9 @@ def make_tma_descriptor(ptr, dtype, global_dims: Sequence[int], global_strides_b
     multiples of 16.  ``box_dims``: the shared-memory box, each in 1..256.  ``swizzle``:
     0/32/64/128 (bytes) or a CUtensorMapSwizzle.  ``elem_strides``: an int for all dims or
     a sequence.  Descriptors are cached by all arguments (``cache=False`` to skip).
-    """
+    Packed sub-byte types (``"16u4_align16b"``: fp4 two per byte, ``"16u6_align16b"``: fp6
+    four in three bytes) take dims in elements and the strides of the packed rows, and follow
+    the driver's extra rules (`check_packed_tma`)."""
     ptr = device_pointer(ptr)
     gd = tuple(int(d) for d in global_dims)
     rank = len(gd)
@@ -774,6 +815,9 @@ def make_tma_descriptor(ptr, dtype, global_dims: Sequence[int], global_strides_b
     sw = _enum(drv.CUtensorMapSwizzle, "CU_TENSOR_MAP_SWIZZLE_", _SWIZZLE, swizzle, "swizzle")
     il = _enum(drv.CUtensorMapInterleave, "CU_TENSOR_MAP_INTERLEAVE_", _INTERLEAVE, interleave, "interleave")
     l2 = _enum(drv.CUtensorMapL2promotion, "CU_TENSOR_MAP_L2_PROMOTION_", _L2, l2_promotion, "l2_promotion")
+    packed = dt.name.removeprefix("CU_TENSOR_MAP_DATA_TYPE_")
+    if packed in PACKED_TMA_BITS:
+        check_packed_tma(ptr, packed, gd, gs, bd, sw.name, oob_fill_nan)
     oob = (drv.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA if oob_fill_nan
            else drv.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
     err, tmap = drv.cuTensorMapEncodeTiled(

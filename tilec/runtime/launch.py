@@ -244,12 +244,38 @@ _tensor_maps: dict[tuple, bytes] = {}
 L2_PROMOTION = 256
 
 
+#: packed TMA data types (role dtype names) -> bits per element in global memory
+PACKED_TMA_BITS = {"16u4_align16b": 4, "16u6_align16b": 6}
+
+
 def tensor_map_args(shape, strides_bytes, role) -> tuple:
     """`make_tma_descriptor` / `SimTensorMap.from_cuda_args` arguments after the pointer for a
-    "tensormap" kernel parameter with role `("tma", arg, box, swizzle, dtype)`: dtype, dims and
-    byte strides (innermost first), box, swizzle."""
-    _, _, box, swizzle, dtype = role
+    "tensormap" kernel parameter with role `("tma", arg, box, swizzle, dtype[, "k128"])`: dtype,
+    dims and byte strides (innermost first), box, swizzle.  For the packed types ("16u4_align16b":
+    fp4 two per byte, an `FP4Tensor`) dims count elements (the logical shape) and the strides are
+    those of contiguous packed rows, ceil(n * bits / 8) bytes a row, whatever `strides_bytes`
+    says (a GPU `FP4Tensor`'s `DeviceArray` carries one-byte-per-element strides; the kernels
+    read packed fp4 rows as contiguous too, `tcgen05_direct._fp4_row_bytes`)."""
+    box, swizzle, dtype = role[2:5]
+    bits = PACKED_TMA_BITS.get(dtype)
+    if bits:
+        pitch, st = -(-int(shape[-1]) * bits // 8), []
+        for d in reversed(shape[:-1]):       # dims 1..r-1 innermost first: row pitch, then products
+            st.append(pitch)
+            pitch *= int(d)
+        return dtype, tuple(reversed(shape)), tuple(st), box, swizzle
     return dtype, tuple(reversed(shape)), tuple(reversed(strides_bytes))[1:], box, swizzle
+
+
+def tma_ready(ptr: int, shape, role) -> bool:
+    """Whether the tensor map of a role with the "k128" suffix may be built: a 32-byte aligned
+    base and an innermost extent that is a multiple of 128 elements (the driver's rules for the
+    packed 16U4 / 16U6 ALIGN16B types).  The kernel makes the same test on the pointer and dims
+    it receives (`backends/ptx/tcgen05_f8f6f4_tma.guard`) and, when it fails, copies the
+    operands itself and never reads the map.  Other roles: always True."""
+    if len(role) < 6 or role[5] != "k128":
+        return True
+    return int(ptr) % 32 == 0 and int(shape[-1]) % 128 == 0
 
 
 def tensor_map_bytes(array: DeviceArray, role) -> bytes:
@@ -257,6 +283,8 @@ def tensor_map_bytes(array: DeviceArray, role) -> bytes:
     shape, strides and box)."""
     key = (array.ptr, array.shape, role)         # bound tensors are contiguous: the shape fixes the strides
     hit = _tensor_maps.get(key)
+    if hit is None and not tma_ready(array.ptr, array.shape, role):
+        return bytes(128)                        # the kernel takes its direct-copy path (tma_ready)
     if hit is None:
         from tilec.runtime.cuda import make_tma_descriptor
 
