@@ -246,8 +246,24 @@ class AllocSmemOp(IRDLOperation):
         super().__init__(result_types=[t])
 
 
+class _TileToStageOp(IRDLOperation):
+    """Operands and syntax of the ops that copy a global tile into a stage of a buffer:
+    `%tensor[%offsets] -> %buffer[%stage]` (`tgpu.copy`, `tgpu.cp_async`)."""
+
+    tensor = operand_def(TensorType)
+    offsets = var_operand_def(i32)
+    buffer = operand_def(SmemType)
+    stage = operand_def(i32)
+    traits = traits_def(MemoryReadEffect(), MemoryWriteEffect())
+    assembly_format = ("$tensor `[` $offsets `]` `->` $buffer `[` $stage `]` attr-dict `:` type($tensor) `,` "
+                       "type($buffer)")
+
+    def __init__(self, tensor: SSAValue, offsets: Sequence[SSAValue], buffer: SSAValue, stage: SSAValue):
+        super().__init__(operands=[tensor, offsets, buffer, stage])
+
+
 @irdl_op_definition
-class CopyOp(IRDLOperation):
+class CopyOp(_TileToStageOp):
     """Copy the tile at element offsets `[r, c]` of a global tensor into stage `stage` of a
     buffer, synchronously (every thread sees it after the op).  Elements outside the tensor
     read as zero.  `tile-async-copy` turns these into `tgpu.tma_load`s on mbarriers; the PTX
@@ -259,16 +275,6 @@ class CopyOp(IRDLOperation):
     """
 
     name = "tgpu.copy"
-    tensor = operand_def(TensorType)
-    offsets = var_operand_def(i32)
-    buffer = operand_def(SmemType)
-    stage = operand_def(i32)
-    traits = traits_def(MemoryReadEffect(), MemoryWriteEffect())
-    assembly_format = ("$tensor `[` $offsets `]` `->` $buffer `[` $stage `]` attr-dict `:` type($tensor) `,` "
-                       "type($buffer)")
-
-    def __init__(self, tensor: SSAValue, offsets: Sequence[SSAValue], buffer: SSAValue, stage: SSAValue):
-        super().__init__(operands=[tensor, offsets, buffer, stage])
 
     def verify_(self) -> None:
         _check_tile_access(self.tensor.type, len(self.offsets), self.buffer.type)
@@ -829,7 +835,7 @@ class CpAsyncAllocOp(IRDLOperation):
 
 
 @irdl_op_definition
-class CpAsyncOp(IRDLOperation):
+class CpAsyncOp(_TileToStageOp):
     """Start copying the tile at element offsets `[r, c]` of a 2-D global tensor into stage
     `stage` of a `tgpu.cp_async_alloc` buffer: each thread issues `cp.async.cg` 16-byte copies
     of some of the tile's 8-element row chunks; a chunk outside the tensor is zero-filled
@@ -842,16 +848,6 @@ class CpAsyncOp(IRDLOperation):
     """
 
     name = "tgpu.cp_async"
-    tensor = operand_def(TensorType)
-    offsets = var_operand_def(i32)
-    buffer = operand_def(SmemType)
-    stage = operand_def(i32)
-    traits = traits_def(MemoryReadEffect(), MemoryWriteEffect())
-    assembly_format = ("$tensor `[` $offsets `]` `->` $buffer `[` $stage `]` attr-dict `:` type($tensor) `,` "
-                       "type($buffer)")
-
-    def __init__(self, tensor: SSAValue, offsets: Sequence[SSAValue], buffer: SSAValue, stage: SSAValue):
-        super().__init__(operands=[tensor, offsets, buffer, stage])
 
     def verify_(self) -> None:
         if self.tensor.type.rank != 2 or len(self.offsets) != 2:

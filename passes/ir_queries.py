@@ -1,6 +1,7 @@
-"""IR queries shared by the sm_90a matmul passes (tile-select-mma, tile-promote-smem,
-tile-async-copy) and the tgpu lowering: use counts, constants, index-math ops, argument
-alignment facts and source positions.  No rewriting here."""
+"""IR queries shared by the matmul passes (tile-select-mma, tile-promote-smem,
+tile-async-copy, tile-pipeline-cp-async) and the tgpu lowering: use counts, constants,
+index-math ops, the canonical K loop, argument alignment facts and source positions.
+No rewriting here."""
 
 from __future__ import annotations
 
@@ -36,6 +37,46 @@ def is_scalar_pure(op: Operation) -> bool:
 
     return is_side_effect_free(op) and not op.regions and not op.has_trait(IsTerminator) and \
         all(not isinstance(r.type, TileType) for r in op.results)
+
+
+def match_matmul_k_loop(loop, instruction: str, operand_load):
+    """`(matmul, a, b)` of the canonical K loop in `loop`, or None.
+
+    Canonical: step 1, one iter_arg that only the body's single `tile.matmul` accumulates
+    (its result is the only thing yielded), that matmul's recorded instruction (tile-select-mma)
+    starts with `instruction`, its operands are `operand_load(value, body)` (not None) of one
+    f16 / bf16 element type, and every other op of the body is pure scalar index math:
+
+        scf.for %k = %lb to %ub step %c1 iter_args(%acc = %init) {
+          %a = tile.load %A[...]  ;  %b = tile.load %B[...]
+          %d = tile.matmul %a, %b, %acc {mma = "<instruction>..."}  ;  scf.yield %d
+        }
+    """
+    from xdsl.dialects import scf
+    from xdsl.dialects.builtin import StringAttr
+
+    from tilec import dtypes as dt
+    from tilec.dialects.tile import MatmulOp
+
+    body = loop.body.block
+    if len(loop.iter_args) != 1 or const_int(loop.step) != 1:
+        return None
+    mms = [o for o in body.ops if isinstance(o, MatmulOp)]
+    rec = mms[0].attributes.get("mma") if len(mms) == 1 else None
+    if not isinstance(rec, StringAttr) or not rec.data.startswith(instruction):
+        return None
+    mm, acc_arg, yld = mms[0], body.args[1], body.last_op
+    if mm.acc is not acc_arg or nuses(acc_arg) != 1 or not isinstance(yld, scf.YieldOp) \
+            or yld.operands[0] is not mm.result or nuses(mm.result) != 1:
+        return None
+    a, b = operand_load(mm.lhs, body), operand_load(mm.rhs, body)
+    if a is None or b is None or a.tensor.type.element_type != b.tensor.type.element_type:
+        return None
+    if dt.from_ir(a.tensor.type.element_type) not in (dt.float16, dt.bfloat16):
+        return None
+    if any(o not in (a, b, mm, yld) and not is_scalar_pure(o) for o in body.ops):
+        return None
+    return mm, a, b
 
 
 def is_div16(tensor: SSAValue) -> bool:

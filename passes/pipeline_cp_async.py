@@ -62,13 +62,11 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.rewriter import InsertPoint
 
-from tilec import dtypes as dt
 from tilec.dialects import tgpu as G
 from tilec.dialects.tile import BINARY_OP_CLASSES, CmpOp, LoadOp, MatmulOp, SplatOp
 
-from .ir_queries import NUM_WARPS_ATTR, const_int, func_of, is_div16, is_scalar_pure, nuses
+from .ir_queries import NUM_WARPS_ATTR, const_int, func_of, is_div16, is_scalar_pure, match_matmul_k_loop, nuses
 from .promote_smem import _store_epilogue
-from .select_mma import recorded
 
 DEFAULT_STAGES = 3
 #: the shared memory the stages may take: sm_86 / sm_89 allow 99 KiB per CTA (A100: 163 KiB)
@@ -140,23 +138,10 @@ def _operand_load(v: SSAValue, block: Block) -> LoadOp | None:
 
 def match_mma_k_loop(loop: scf.ForOp) -> MmaKLoop | None:
     """The canonical K loop of an mma.sync matmul in `loop` that the pipeline takes, or None."""
-    body = loop.body.block
-    if len(loop.iter_args) != 1 or const_int(loop.step) != 1:
+    found = match_matmul_k_loop(loop, "mma.sync", _operand_load)
+    if found is None:
         return None
-    mms = [o for o in body.ops if isinstance(o, MatmulOp)]
-    if len(mms) != 1 or not (recorded(mms[0]) or "").startswith("mma.sync"):
-        return None
-    mm, acc_arg, yld = mms[0], body.args[1], body.last_op
-    if mm.acc is not acc_arg or nuses(acc_arg) != 1 or not isinstance(yld, scf.YieldOp) \
-            or yld.operands[0] is not mm.result or nuses(mm.result) != 1:
-        return None
-    a, b = _operand_load(mm.lhs, body), _operand_load(mm.rhs, body)
-    if a is None or b is None or a.tensor.type.element_type != b.tensor.type.element_type:
-        return None
-    if dt.from_ir(a.tensor.type.element_type) not in (dt.float16, dt.bfloat16):
-        return None
-    if any(o not in (a, b, mm, yld) and not is_scalar_pure(o) for o in body.ops):
-        return None
+    mm, a, b = found
     k = MmaKLoop(loop, mm, a, b)
     bm, bn, bk = k.shape
     if bk % 16 or bn % 16 or swizzle_for(2 * bk) is None or swizzle_for(2 * bn) is None:

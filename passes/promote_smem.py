@@ -51,9 +51,9 @@ from xdsl.rewriter import InsertPoint
 
 from tilec import dtypes as dt
 from tilec.dialects import tgpu as G
-from tilec.dialects.tile import CastOp, LoadOp, MatmulOp, StoreOp, TileType
+from tilec.dialects.tile import CastOp, LoadOp, MatmulOp, StoreOp
 
-from .ir_queries import NUM_WARPS_ATTR, SMEM_LIMIT, const_int, func_of, is_div16, is_scalar_pure, nuses
+from .ir_queries import NUM_WARPS_ATTR, SMEM_LIMIT, func_of, is_div16, match_matmul_k_loop, nuses
 from .select_mma import record, recorded, register_instruction
 
 SWIZZLE = 128
@@ -83,24 +83,12 @@ class KLoop:
 
 
 def match_k_loop(loop: scf.ForOp) -> KLoop | None:
-    """The canonical K loop in `loop`, or None."""
-    body = loop.body.block
-    if len(loop.iter_args) != 1 or const_int(loop.step) != 1:
+    """The canonical K loop in `loop` (`ir_queries.match_matmul_k_loop`) of a wgmma matmul
+    whose tile sizes the pipeline takes, or None."""
+    found = match_matmul_k_loop(loop, "wgmma", _single_use_load)
+    if found is None:
         return None
-    mms = [o for o in body.ops if isinstance(o, MatmulOp)]
-    if len(mms) != 1 or not (recorded(mms[0]) or "").startswith("wgmma"):
-        return None
-    mm, acc_arg, yld = mms[0], body.args[1], body.last_op
-    if mm.acc is not acc_arg or nuses(acc_arg) != 1 or not isinstance(yld, scf.YieldOp) \
-            or yld.operands[0] is not mm.result or nuses(mm.result) != 1:
-        return None
-    a, b = _single_use_load(mm.lhs, body), _single_use_load(mm.rhs, body)
-    if a is None or b is None or a.tensor.type.element_type != b.tensor.type.element_type:
-        return None
-    if dt.from_ir(a.tensor.type.element_type) not in (dt.float16, dt.bfloat16):
-        return None
-    if any(o not in (a, b, mm, yld) and not is_scalar_pure(o) for o in body.ops):
-        return None
+    mm, a, b = found
     k = KLoop(loop, mm, a, b)
     bm, bn, bk = k.shape
     if bm not in (64, 128, 256) or bk % 64 or bk > 256 or bn % 64 or bn > 256:

@@ -17,6 +17,7 @@ import tilec as ct
 from tilec.driver import CompileOptions, compile_kernel
 
 from conftest import load_example  # noqa: E402
+from gpu_support import torch_cuda_ready as _gpu_ready
 
 fa = load_example("flash_attention")
 BF16 = ml_dtypes.bfloat16
@@ -151,19 +152,6 @@ def test_ptxas_accepts_without_spills(bm, bn):
 
 
 # ---------------------------------------------------------------------------- GPU
-
-
-def _gpu_ready() -> bool:
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return False
-        from tilec.runtime.cuda import cuda_available
-
-        return cuda_available()
-    except Exception:  # noqa: BLE001
-        return False
 
 
 @pytest.mark.gpu

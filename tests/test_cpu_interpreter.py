@@ -10,6 +10,7 @@ import weakref
 import ml_dtypes
 import numpy as np
 import pytest
+import tilec as ct
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, func, scf
 from xdsl.parser import Parser
@@ -931,3 +932,25 @@ def test_matmul_transposed_grid_and_aliasing_output():
     np.testing.assert_allclose(c, want, rtol=1e-4, atol=1e-4)
     run(text, [a, b, a], (2, 2))
     np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-4)
+
+
+@ct.kernel
+def _k_loop_matmul_64(A: ct.Tensor, B: ct.Tensor, C: ct.Tensor, BK: ct.Constant[int]):
+    acc = ct.zeros([64, 64])
+    for k in range(0, A.shape[1], BK):
+        acc += ct.matmul(ct.load_tile(A, offset=[0, k], size=[64, BK]), ct.load_tile(B, offset=[k, 0], size=[BK, 64]))
+    ct.store_tile(C, offset=[0, 0], tile=acc)
+
+
+@pytest.mark.parametrize("da,db", [("float8_e5m2", "float8_e5m2"), ("float8_e4m3fn", "float6_e2m3fn"),
+                                   ("bfloat16", "bfloat16")])
+def test_k_loop_of_ml_dtypes_tiles_joins_their_views(da, db):
+    """The K-loop fusion joins consecutive K tiles as one strided view; numpy cannot rebuild
+    1-byte ml_dtypes arrays from the array interface, so the view goes through uint8."""
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((64, 256)).astype(getattr(ml_dtypes, da))
+    b = rng.standard_normal((256, 64)).astype(getattr(ml_dtypes, db))
+    c = np.full((64, 64), np.nan, np.float32)
+    _k_loop_matmul_64[(1,)](a, b, c, 64)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.abs(c - ref).max() <= 1e-4 * np.abs(ref).max()

@@ -8,20 +8,10 @@ import numpy as np
 import pytest
 
 import ptx_kernels as K
+from gpu_support import torch_cuda_ready as _gpu_ready
 
 pytestmark = pytest.mark.gpu
 torch = pytest.importorskip("torch")
-
-
-def _gpu_ready() -> bool:
-    try:
-        if not torch.cuda.is_available():
-            return False
-        from tilec.runtime.cuda import cuda_available
-
-        return cuda_available()
-    except Exception:  # noqa: BLE001
-        return False
 
 
 if not _gpu_ready():

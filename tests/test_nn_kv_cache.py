@@ -17,6 +17,7 @@ import pytest
 
 from tilec import fp4
 from tilec.nn.kv_cache import FORMATS, PAGE, FP4KVCache, compress_kv, decompress_kv, slots_for
+from gpu_support import torch_cuda_ready as _gpu_ready
 
 F4 = ml_dtypes.float4_e2m1fn
 
@@ -121,17 +122,6 @@ def test_simulated_gpu_lowering(monkeypatch, target, fmt):
     pages, rows = slots // PAGE, slots % PAGE
     np.testing.assert_array_equal(k2, decode_f64(cache.k_pages[pages, :, rows], cache.k_scales[pages, :, rows],
                                                  cache.block).astype(np.float16))
-
-
-def _gpu_ready() -> bool:
-    try:
-        import torch
-
-        from tilec.runtime.cuda import cuda_available
-
-        return torch.cuda.is_available() and cuda_available()
-    except Exception:  # noqa: BLE001
-        return False
 
 
 @pytest.mark.gpu

@@ -18,6 +18,7 @@ import tilec as ct
 from tilec import fp4
 from tilec.driver import CompileOptions, compile_kernel
 from test_ptx_compile import needs_ptxas
+from gpu_support import torch_cuda_ready as _gpu_ready
 
 F4, E8M0, E4M3 = ml_dtypes.float4_e2m1fn, ml_dtypes.float8_e8m0fnu, ml_dtypes.float8_e4m3fn
 SIM = ["sim:sm_80", "sim:sm_90a", "sim:sm_100a"]
@@ -186,16 +187,6 @@ def test_assembles(target):
 
 
 # ----------------------------------------------------------------------------- GPU
-
-def _gpu_ready() -> bool:
-    try:
-        import torch
-
-        from tilec.runtime.cuda import cuda_available
-
-        return torch.cuda.is_available() and cuda_available()
-    except Exception:  # noqa: BLE001
-        return False
 
 
 @pytest.mark.gpu

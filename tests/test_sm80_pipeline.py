@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tilec as ct
+from gpu_support import torch_cuda_ready as _gpu_ready
 
 
 def _run_sim(monkeypatch, kernel, grid, *args):
@@ -199,17 +200,6 @@ def test_ptxas_accepts_sm80(example, tiles, dtype):
 
 
 # ----------------------------------------------------------------------------- on a GPU
-
-
-def _gpu_ready() -> bool:
-    try:
-        import torch
-
-        from tilec.runtime.cuda import cuda_available
-
-        return torch.cuda.is_available() and cuda_available()
-    except Exception:  # noqa: BLE001
-        return False
 
 
 @pytest.mark.gpu

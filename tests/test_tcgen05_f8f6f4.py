@@ -240,10 +240,11 @@ def test_sim_tensormap_expands_packed_rows_to_16_byte_groups(dtype, fmt):
     g[:, :packed.shape[1]] = packed
     tm = SimTensorMap.from_cuda_args(g, dtype, (256, 10), (stride,), (128, 4), 128)
     assert tm.box_bytes == 4 * 128                             # 16 elements -> 16 bytes of smem
+    bits = 4 if fmt == "e2m1" else 6
+    assert tm.tx_bytes == 4 * 128 * bits // 8                  # the mbarrier counts the bytes TMA reads
     box = tm.load_box((192, 8)).reshape(4, 128)                # columns 192..319 (256.. outside), rows 8..11
     want = np.zeros((4, 128), NP[fmt])
     want[:2, :64] = x[8:10, 192:256]
-    bits = 4 if fmt == "e2m1" else 6
     data = np.tile(np.arange(16) < 2 * bits, 8)
     np.testing.assert_array_equal(box[:, data], fp6.align16(want)[:, data])
     assert (box[:, ~data] == 0xFF).all()

@@ -204,6 +204,16 @@ def k_loop_matmul(compute, pairs: list[tuple[np.ndarray, np.ndarray]], acc: np.n
     return compute(join(xs, -1), join(ys, -2), acc)
 
 
+def strided_view(a: np.ndarray, shape, strides) -> np.ndarray:
+    """A read-only `as_strided` view of `a`.  ml_dtypes' types (fp8, fp6, fp4) go through
+    unsigned integers of their size: numpy cannot rebuild them from the array interface
+    (typestr '<f1')."""
+    if a.dtype.isbuiltin == 2:  # a user-defined dtype
+        raw = a.view(np.dtype(f"u{a.dtype.itemsize}"))
+        return as_strided(raw, shape, strides, writeable=False).view(a.dtype)
+    return as_strided(a, shape, strides, writeable=False)
+
+
 def join(parts: list[np.ndarray], axis: int) -> np.ndarray:
     """`np.concatenate(parts, axis)`: a view when the parts lie end to end in the memory of
     one array (consecutive K tiles of a tensor), else a copy in the parts' memory order
@@ -222,7 +232,7 @@ def join(parts: list[np.ndarray], axis: int) -> np.ndarray:
                 break
         else:  # every element of the view lies in one of the parts
             shape = first.shape[:axis] + (total,) + first.shape[axis + 1:]
-            return as_strided(first, shape, first.strides, writeable=False)
+            return strided_view(first, shape, first.strides)
     out = np.empty_like(first, shape=first.shape[:axis] + (total,) + first.shape[axis + 1:])
     return np.concatenate(parts, axis=axis, out=out)
 

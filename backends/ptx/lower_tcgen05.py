@@ -246,7 +246,7 @@ def _emit_setup(em: KernelEmitter, plan: Plan) -> None:
     em.ins(f"setp.eq.u32 {plan.p_true}, 0, 0")
 
     def teardown():
-        static = 16 + sum(p.stages * (p.stage_bytes + 16) for p in plan.pipelines.values())
+        static = 16 + sum(p.stages * (p.stage_bytes + (24 if p.repack else 16)) for p in plan.pipelines.values())
         if static + em.smem_bytes > SMEM_LIMIT + 64:
             raise em.unsupported(
                 "tcgen05 matmul", None, f"{static} B of TMA stage buffers and barriers plus {em.smem_bytes} B of "

@@ -18,6 +18,11 @@ leaves free (2..) pack each 16-byte chunk in place into its first 12 bytes (the 
 MMA warp waits for instead of `full[s]`.  The 128B swizzle moves whole 16-byte chunks, so a
 chunk's packed group lands exactly where the MMA looks for it.
 
+Transaction bytes (`Pipeline.tx_bytes`): the mbarrier counts what TMA *reads*: K / 2 bytes a
+row for a 16U4_ALIGN16B box although it fills K bytes of shared memory (DeepGEMM's sm100
+fp8 x fp4 GEMM expects half the unpacked smem size for its fp4 operand; the simulator's
+`SimTensorMap.tx_bytes` counts the same), K bytes for UINT8 boxes.
+
 The driver's rules for the packed types (`cuTensorMapEncodeTiled`, CUDA 12.8+):
 
     global address 32-byte aligned    globalDim[0] a multiple of 128    strides multiple of 32 B

@@ -129,7 +129,13 @@ class Pipeline:
 
     @property
     def tx_bytes(self) -> int:
-        """Bytes the TMA boxes of one stage deliver (BM rows of A, not the padded 128)."""
+        """Transaction bytes of one stage's TMA boxes (BM rows of A, not the padded 128): what
+        TMA reads from global memory, so an fp4 operand (16U4_ALIGN16B) counts K / 2 bytes a row
+        although it fills K bytes of shared memory (DeepGEMM's sm100 fp8 x fp4 GEMM expects half
+        the unpacked smem size for its fp4 operand)."""
+        if self.f8f6f4:
+            bits = [4 if s.dtype is dt.float4_e2m1fn else 8 for s in self.sources]
+            return (self.g.M * bits[0] + self.g.N * bits[1]) * self.g.K // 8
         return (self.g.M * self.g.K + self.g.K * self.g.N) * self.esize
 
     @property
@@ -188,16 +194,15 @@ class Pipeline:
     def panels(self) -> list[tuple]:
         """Per operand (load, rows, K-or-N columns, elements per TMA panel, smem offset, panel
         stride, tensor-map role dtype, guarded): what the producer's TMA copies."""
-        g = self
+        g = self.g
         if self.f8f6f4:
             from .tcgen05_f8f6f4_tma import role_dtype
 
             a, b = self.sources
-            return [(self.a_load, g.g.M, g.g.K, self.a_span, 0, g.g.m_blocks * 128 * self.a_span,
-                     role_dtype(a), True),
-                    (self.b_load, g.g.N, g.g.K, self.b_span, self.a_bytes, g.g.N * self.b_span, role_dtype(b), True)]
-        return [(self.a_load, g.g.M, g.g.K, self.a_span // 2, 0, g.g.m_blocks * 128 * self.a_span, None, False),
-                (self.b_load, g.g.K, g.g.N, self.b_span // 2, self.a_bytes, g.g.K * self.b_span, None, False)]
+            return [(self.a_load, g.M, g.K, self.a_span, 0, g.m_blocks * 128 * self.a_span, role_dtype(a), True),
+                    (self.b_load, g.N, g.K, self.b_span, self.a_bytes, g.N * self.b_span, role_dtype(b), True)]
+        return [(self.a_load, g.M, g.K, self.a_span // 2, 0, g.m_blocks * 128 * self.a_span, None, False),
+                (self.b_load, g.K, g.N, self.b_span // 2, self.a_bytes, g.K * self.b_span, None, False)]
 
 
 def _tensor_arg(load: T.LoadOp, em: KernelEmitter) -> int | None:

@@ -308,7 +308,8 @@ def _tma(cta, ins, t: int, to_smem: bool) -> None:
         data = tm.load_box(coords)
         boff = int(smem_offsets(cta, bar, tids)[0])
         get_mbar(cta, boff, t)
-        _issue_smem_fill(cta, ins, idx, data, boff, f"TMA load (line {ins.line})")
+        # the transaction count is what TMA reads: for the packed 16U4 / 16U6 types less than it writes
+        _issue_smem_fill(cta, ins, idx, data, boff, f"TMA load (line {ins.line})", tm.tx_bytes)
     else:
         src = int(smem_offsets(cta, src_op, tids)[0])
         idx = _box_smem_index(cta, tm, src, t)
@@ -316,7 +317,7 @@ def _tma(cta, ins, t: int, to_smem: bool) -> None:
         tm.store_box(coords, cta.smem.data[idx])
 
 
-def _issue_smem_fill(cta, ins, idx, data, boff, what):
+def _issue_smem_fill(cta, ins, idx, data, boff, what, tx: int | None = None):
     sm = cta.smem
     if sm.pending[idx].any():
         raise cta.error(f"{what} into shared memory that another in-flight async copy is already filling")
@@ -330,7 +331,7 @@ def _issue_smem_fill(cta, ins, idx, data, boff, what):
         sm.wthread[idx] = -2
         sm.wclock[idx] = sm.clock
         sm.wline[idx] = line
-        complete_tx(cta, boff, len(idx))
+        complete_tx(cta, boff, len(idx) if tx is None else tx)
     cta.async_ops.append(AsyncOp(boff, line, complete, what))
 
 

@@ -152,7 +152,18 @@ class SimTensorMap:
 
     @property
     def box_bytes(self) -> int:
+        """Bytes a load writes to shared memory (16 per 16 elements for the packed types)."""
         return int(np.prod(self.box)) * self.elem_bytes
+
+    @property
+    def tx_bytes(self) -> int:
+        """The mbarrier transaction bytes of one box load: the box's bytes in the global format,
+        i.e. `box_bytes` except for the packed types, whose 16 elements count 8 (16U4) / 12
+        (16U6) bytes, what TMA reads (DeepGEMM's sm100 fp8 x fp4 GEMM expects half the unpacked
+        smem size for its 16U4_ALIGN16B operand; CUTLASS counts sizeof_bits of the 4-bit type)."""
+        if self.packed_bits:
+            return int(np.prod(self.box)) * self.packed_bits // 8
+        return self.box_bytes
 
     def box_elements(self, coords) -> tuple[np.ndarray, np.ndarray]:
         """(byte offset in the array, in-bounds) of every box element, in smem order (innermost fastest)."""
@@ -238,5 +249,5 @@ class UnusedTensorMap(SimTensorMap):
             raise AttributeError(name)
         self._unused()
 
-    box_bytes = dims = strides = box = swizzle = elem_bytes = packed_bits = property(_unused)
+    box_bytes = tx_bytes = dims = strides = box = swizzle = elem_bytes = packed_bits = property(_unused)
     box_elements = load_box = store_box = _unused

@@ -3,7 +3,7 @@
 FP4 inference building blocks (issue 6):
   - `quantize_fp4`: per-block FP4 (e2m1) quantization on the device (MX or NV scales).
   - `FP4Linear`: a `torch.nn.Module` holding packed FP4 weights with block scales
-    (`FP4Linear.from_float(linear)`); W4A16 on sm_90a/sm_80, block-scaled FP4 MMA on sm_100a.
+    (`FP4Linear.from_float(linear)`); W4A16: weights decoded in registers and fed to f16/bf16 MMA.
   - `compress_kv` / `decompress_kv`: KV-cache to FP4 with per-(token, head) block scales
     (`FP4KVCache` holds the pages, `slots_for` maps sequence positions to cache slots).
   - `paged_attention_decode`: decode attention reading FP4 K/V pages through a page table.

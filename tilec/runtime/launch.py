@@ -338,6 +338,7 @@ def prepare_launch(artifact, grid: tuple[int, ...], value_args: tuple[int, ...])
     tensors and numbers of the signature the JIT keyed it by): per call it reads only data
     pointers, dims and scalars, so a cached launch costs little more than `cuLaunchKernel`.
     `value_args[k]` is the launch-argument position of the k-th bound value."""
+    from tilec.fp4 import FP4Tensor
     from tilec.runtime.cuda import current_device
 
     gpu = artifact.gpu
@@ -347,8 +348,8 @@ def prepare_launch(artifact, grid: tuple[int, ...], value_args: tuple[int, ...])
         role = p.role
         if role[0] in ("tensor", "dim", "scalar", "tma"):
             i = value_args[role[1]]
-        if role[0] == "tensor":
-            getters.append(lambda a, i=i: a[i].data_ptr())
+        if role[0] == "tensor":   # an FP4Tensor argument passes its packed bytes' address
+            getters.append(lambda a, i=i: (a[i].packed if type(a[i]) is FP4Tensor else a[i]).data_ptr())
         elif role[0] == "dim":
             getters.append(lambda a, i=i, ax=role[2]: a[i].shape[ax])
         elif role[0] == "scalar":

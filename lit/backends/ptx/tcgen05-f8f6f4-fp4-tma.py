@@ -6,7 +6,8 @@
 ## descriptor 0x4000404000010000), K32 per MMA = +32 B (descriptor + 2).  The kernel first tests
 ## that both tensors are 32-byte aligned with K % 128 == 0 (the driver's rules for the packed
 ## type); if not it runs the same loop with the per-element copy (ld.global.u8 + bfi).
-## Stage = A 128 x 128 + B 64 x 128 bytes = 24576, the expect_tx count.
+## Stage = A 128 x 128 + B 64 x 128 bytes of shared memory; the expect_tx count is what TMA reads,
+## the packed bytes: (128 + 64) x 128 / 2 = 12288 (as DeepGEMM's sm100 fp8 x fp4 GEMM counts it).
 ## idesc 0x08101690: D f32, A e2m1 (5), B e2m1 (5), both K-major, N 64, M 128.
 import tilec as ct
 
@@ -43,7 +44,7 @@ def fp4_tma(A: ct.Tensor, B: ct.Tensor, C: ct.Tensor):
 # CHECK:         @!%[[OK:p[0-9]+]] bra $L_tc_direct_loop_[[N:[0-9]+]];
 # CHECK-NEXT:    // tcgen05 pipeline 0: {{[2-4]}} stages of 24576 B (A 128B-swizzled K-major, B 128B-swizzled K-major); TMA producer = warp 0, MMA issuer = warp 1
 ## producer (warp 0): one expect_tx per stage, one 128-element box per operand
-# CHECK:         mbarrier.arrive.expect_tx.shared::cta.b64 _, [%[[FULL:r[0-9]+]]], 24576;
+# CHECK:         mbarrier.arrive.expect_tx.shared::cta.b64 _, [%[[FULL:r[0-9]+]]], 12288;
 # CHECK:         mov.u64 %[[TA:rd[0-9]+]], p0_tma0;
 # CHECK-NEXT:    cvta.param.u64 %[[TA]], %[[TA]];
 # CHECK-NEXT:    cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%[[S:r[0-9]+]]+0], [%[[TA]], {%{{r[0-9]+}}, %{{r[0-9]+}}}], [%[[FULL]]];

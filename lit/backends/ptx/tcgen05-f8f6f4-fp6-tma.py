@@ -29,8 +29,8 @@ def fp6_fp4_tma(A: ct.Tensor, B: ct.Tensor, C: ct.Tensor):
 # CHECK:         mov.u32 %[[R:r[0-9]+]], tc_ready0;
 # CHECK-NEXT:    mbarrier.init.shared::cta.b64 [%[[R]]+0], 64;
 # CHECK:         @!%p{{[0-9]+}} bra $L_tc_direct_loop_[[N:[0-9]+]];
-## producer: A as bytes, B as packed fp4, one expect_tx of 128 x 128 + 64 x 128 bytes
-# CHECK:         mbarrier.arrive.expect_tx.shared::cta.b64 _, [%[[FULL:r[0-9]+]]], 24576;
+## producer: A as bytes, B as packed fp4, one expect_tx of the bytes read: 128 x 128 + 64 x 128 / 2
+# CHECK:         mbarrier.arrive.expect_tx.shared::cta.b64 _, [%[[FULL:r[0-9]+]]], 20480;
 # CHECK:         cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%[[ST:r[0-9]+]]+0], [%{{rd[0-9]+}}, {%{{r[0-9]+}}, %{{r[0-9]+}}}], [%[[FULL]]];
 # CHECK:         cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%[[ST]]+16384], [%{{rd[0-9]+}}, {%{{r[0-9]+}}, %{{r[0-9]+}}}], [%[[FULL]]];
 ## packers: threads 64.., A's 16384 bytes, 64 threads x 16 bytes apart
