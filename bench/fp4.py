@@ -80,6 +80,22 @@ def weights_with_outliers(torch, n, k, seed, outliers=64):
     return w
 
 
+def host_us(torch, fn, calls: int = 50, reps: int = 5) -> float:
+    """Host microseconds per call: the wall time of `calls` back-to-back calls before any
+    synchronisation (the GPU queue absorbs them), best of `reps`."""
+    import time
+
+    best = float("inf")
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for i in range(calls):
+            fn(i % 4)
+        best = min(best, time.perf_counter() - t0)
+        torch.cuda.synchronize()
+    return best / calls * 1e6
+
+
 def accuracy(torch, k, n, copies_of):
     """FP4Linear (MX, NV) against the fp16 layer on the same inputs, both vs float64 of the
     unquantized weights: relative Frobenius error of the outputs."""
@@ -181,6 +197,8 @@ def main() -> None:
             results.append((m, name, t))
             print(f"{m:>3} {name:<34} {t[0] * 1e6:>10.1f} {t[1] * 1e6:>9.1f} {base / t[0]:>8.2f}x "
                   f"{t[0] / floor:>7.2f}x")
+        for name, fn in runs:
+            print(f"{m:>3} host us/call {name:<34} {host_us(torch, lambda i, fn=fn: fn(i % a.copies)):>7.1f}")
         if best_tri is not None:
             cfg, t = best_tri
             name = f"Triton W4A16 MX (BN,BK,split={cfg[0]},{cfg[1]},{cfg[2]})"

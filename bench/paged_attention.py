@@ -9,8 +9,8 @@ A continuous batch: `batch` sequences with lengths drawn uniformly from [min_len
 
 * KV bytes: what the kernel must read, every page the sequences touch (the last page's
   tail included) for K and V: pages * heads_kv * 64 * (D/2 + D/block) bytes (fp4 + scales).
-  GB/s = KV bytes / time.  Query heads sharing a KV head (GQA) each read it; the repeats are
-  L2 hits and are not counted.
+  GB/s = KV bytes / time.  Per query head, the query heads sharing a KV head (GQA) each read
+  it (the repeats are L2 hits and are not counted); per KV head, each page is read once.
 * copy: `torch` `dst.copy_(src)` of a 1 GiB buffer, (read + write) bytes / time, the anchor.
 * torch fp16: the same paged layout in fp16, gathered through the page table and fed to
   `scaled_dot_product_attention` with a length mask (enable_gqa), timed the same way.
@@ -18,7 +18,8 @@ A continuous batch: `batch` sequences with lengths drawn uniformly from [min_len
   fp16 K/V; the torch fp16 reference's own error is printed beside it.
 
 Times: CUDA graphs of 10 calls (GPU time without launch overhead), median of `--reps`.
-The tilec kernel is timed with 4 warps (the library default) and 8.
+The tilec kernel is timed as one program per query head (4 warps) and one program per KV
+head (4 warps, the library default for power-of-two groups, and 8).
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ from tilec.nn.kv_cache import PAGE, FORMATS, FP4KVCache, compress_kv, slots_for 
 from tilec.nn.paged_attention import paged_attention_decode  # noqa: E402
 
 
-#: num_warps timed per format (4 is the library default)
-VARIANTS = {"mx": [4, 8], "nv": [4, 8]}
+#: (kernel variant, num_warps) timed per format: one program per query head (the kernel
+#: before the per-KV-head one) and one per KV head (the library default for power-of-two
+#: groups, 4 warps), `paged_attention_decode(variant=...)`
+VARIANTS = [("per_q_head", 4), ("per_kv_head", 4), ("per_kv_head", 8)]
 
 
 def make_batch(args, dev):
@@ -143,13 +146,14 @@ def main():
         cache = FP4KVCache.empty(num_pages, args.kv_heads, args.dim, fmt, device=dev)
         compress_kv(k, v, cache, slots)
         nbytes = 2 * pages_used * args.kv_heads * PAGE * (args.dim // 2 + args.dim // block)
-        for nw in VARIANTS[fmt]:
-            out = paged_attention_decode(q, cache, pt, lens, num_warps=nw)
+        for variant, nw in VARIANTS:
+            out = paged_attention_decode(q, cache, pt, lens, num_warps=nw, variant=variant)
             torch.cuda.synchronize()
             err = errors(out, ref)
             o = torch.empty_like(q)
-            t = gpu_time(lambda: paged_attention_decode(q, cache, pt, lens, out=o, num_warps=nw), args.reps)
-            name = f"tilec FP4 {fmt.upper()} paged decode, {nw} warps"
+            t = gpu_time(lambda: paged_attention_decode(q, cache, pt, lens, out=o, num_warps=nw, variant=variant),
+                         args.reps)
+            name = f"tilec FP4 {fmt.upper()} paged decode, {variant.replace('_', ' ')}, {nw} warps"
             rows.append((name, t, nbytes / t / 1e9, err, t16 / t))
 
     print("\n| kernel | time (us) | KV GB/s | of copy rate | max abs err | rel RMS err | speed-up vs torch fp16 |")

@@ -220,3 +220,96 @@ def test_launch_keywords_reuse_a_launcher_per_option_set(monkeypatch):
     assert sorted(o.options.num_stages for o in launcher._by_options.values()) == [2, 3]
     assert {k[1].num_stages for k in axpy._plans} == {2, 3}            # one plan per option set
     assert launcher._with_options({"B": 1}) is None                      # a kernel parameter: not an option
+
+
+# ----------------------------------------------------------------------------- packed fp4 arguments
+# An `FP4Tensor` over a torch tensor is first-class on the fast path: keyed by its logical shape
+# (rank, static dims, alignment), device and contiguity; the launch packs the packed data's address.
+
+
+@ct.kernel
+def fp4_widen(Q: ct.Tensor, Y: ct.Tensor, B: ct.Constant[int]):
+    i = ct.tile_idx(0)
+    q = ct.load_tile(Q, offset=[0, i * B], size=[2, B])
+    ct.store_tile(Y, offset=[0, i * B], tile=ct.dequantize(q, ct.full([2, B // 32], 1.0, ct.float8_e8m0fnu)))
+
+
+def _fp4(torch, rows, n, offset=0):
+    """An FP4Tensor [rows, n] over a torch uint8 tensor whose data starts `offset` bytes into its storage."""
+    packed = torch.zeros(rows * (n // 2) + offset, dtype=torch.uint8)[offset:].view(rows, n // 2)
+    return ct.fp4_tensor(packed, (rows, n))
+
+
+def _fp4_gpu_plan(monkeypatch, args, grid=(2,)):
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    import tilec.runtime.cuda as cuda
+    import tilec.runtime.launch as launch
+
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True), raising=False)
+    fake = _FakeDriverLauncher()
+    monkeypatch.setattr(launch, "_launcher", lambda artifact, device: fake)
+    monkeypatch.setattr(cuda, "current_device", lambda: {"ordinal": 0})
+    host = tuple(ct.fp4_tensor(a.packed.numpy(), a.shape) if hasattr(a, "packed")
+                 else a.numpy() if isinstance(a, torch.Tensor) else a for a in args)
+    artifact, _ = fp4_widen.compile_for(host, "sm_90a")
+    launcher = fp4_widen[grid]
+    launcher._fast = None
+    launcher._remember_plan(args, artifact, "sm_90a")
+    launcher(*args)                          # the plan-dict path (the general plan), which builds the fast one
+    assert len(fake.calls) == 1 and launcher._fast is not None
+    return launcher, fake, torch, artifact
+
+
+def test_fp4_tensor_enters_the_launch_signature(monkeypatch):
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True), raising=False)
+    y = torch.zeros(2, 64)
+    s = fp4_widen.launch_signature
+    base = (_fp4(torch, 2, 64), y, 32)
+    assert s(base) is not None
+    assert s(base) == s((_fp4(torch, 2, 64), y, 32)) == s((_fp4(torch, 2, 128), y, 32))   # dims are dynamic
+    assert s(base) != s((_fp4(torch, 2, 64, offset=8), y, 32))          # base address not 16-byte aligned
+    assert s(base) != s((_fp4(torch, 2, 40), y, 32))                    # row pitch (logical n) not a multiple of 16
+    assert s(base) != s((ct.fp4_tensor(torch.zeros(64, dtype=torch.uint8), (128,)), y, 32))   # rank
+    assert s(base) != s((y, y, 32))                                     # a plain tensor is another kind
+    assert s((ct.fp4_tensor(np.zeros((2, 32), np.uint8), (2, 64)), y, 32)) is None   # host fp4: the full path
+
+
+def test_fast_path_packs_the_fp4_data_pointer_and_logical_dims(monkeypatch):
+    fp4_widen._plans.clear()
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    q, y = _fp4(torch, 2, 64), torch.zeros(2, 64)
+    launcher, fake, torch, artifact = _fp4_gpu_plan(monkeypatch, (q, y, 32))
+    (dims, general), = fake.calls
+    fast = launcher._fast[3]
+    assert "a0.packed" in fast.source
+    q2, y2 = _fp4(torch, 2, 256), torch.zeros(2, 256)                 # same signature, other pointers and sizes
+    launcher(q2, y2, 32)
+    (dims, packed), = fake.launches
+    assert len(fake.calls) == 1                                         # the fast function launched it
+    expect = {("tensor", 0): q2.packed.data_ptr(), ("dim", 0, 0): 2, ("dim", 0, 1): 256,
+              ("tensor", 1): y2.data_ptr(), ("dim", 1, 0): 2, ("dim", 1, 1): 256}
+    for p, v in zip(artifact.gpu.params, packed):
+        if p.role in expect:
+            assert v == expect[p.role], p
+    # the general plan packed the same things for the first launch (its FP4 pointer is the packed one)
+    for p, v in zip(artifact.gpu.params, general):
+        if p.role == ("tensor", 0):
+            assert v == q.packed.data_ptr()
+    variants = [
+        ((_fp4(torch, 2, 64), y, 32), True),
+        ((_fp4(torch, 2, 64, offset=8), y, 32), False),                # alignment
+        ((ct.fp4_tensor(torch.zeros(2, 64, dtype=torch.uint8)[:, ::2], (2, 64)), y, 32), False),   # contiguity
+        ((ct.fp4_tensor(torch.zeros(2, 32, dtype=torch.uint8).numpy(), (2, 64)), y, 32), False),  # host data
+        ((q.packed, y, 32), False),                                     # the bare packed bytes
+        ((q, y, 16), False),                                            # constant
+    ]
+    for args, ok in variants:
+        assert fast(args) is ok, args
+    fp4_widen._plans.clear()

@@ -129,6 +129,32 @@ def test_w4a16_scales_at_the_f16_limits(monkeypatch):
     assert rel_err(y, x.astype(np.float64) @ wd.T) < 2e-6
 
 
+@pytest.mark.parametrize("act,bm,stages", [("f16", 32, 4), ("bf16", 32, 4), ("f16", 8, 4), ("bf16", 8, 3)])
+def test_w4a16_mx_decode_is_exact_on_both_paths(monkeypatch, act, bm, stages):
+    """One-hot activations read back every decoded weight: chunk 0's scales all lie in the
+    one-multiply range (1 <= e <= 128, tiny ones included: f16 subnormal and zero roundings),
+    chunk 1 mixes in huge scales (e 129..140), chunk 2 one e = 0, so their warps take the
+    two-multiply fallback; all must give exactly the activation type's rounding of q * scale."""
+    monkeypatch.setenv("TILEC_TARGET", "sim:sm_90a")
+    rng = np.random.default_rng(7)
+    n, k = 16, 384
+    codes = rng.integers(0, 256, (n, k // 2)).astype(np.uint8)
+    exps = rng.integers(1, 129, (n, k // 32))
+    exps[:, 0] = [1, 60, 88, 89, 90, 95, 100, 104, 105, 110, 113, 114, 120, 127, 128, 128]
+    exps[:, 4:8] = rng.integers(120, 141, (n, 4))
+    exps[:, 5] = exps[:, 0]                              # tiny scales in a fallback chunk too
+    exps[9, 6], exps[3, 9] = 140, 0
+    s = exps.astype(np.uint8).view(ml_dtypes.float8_e8m0fnu)
+    x = np.eye(k, dtype=ACTS[act])                       # token t reads K column t
+    y = np.full((k, n), np.nan, np.float32)
+    # bm = 8 with 4 stages: one n8 tile, the next stage read into registers while one decodes
+    w4a16_f32[(k // bm, 1)](x, ct.fp4_tensor(codes, (n, k)), s, y, bm, 16, 128, 32, num_stages=stages)
+    wd = fp4.dequantize(codes, s, 32).astype(ACTS[act]).astype(np.float64)
+    wd[np.repeat(exps == 0, 32, axis=1)] = 0.0           # e8m0 e = 0 reads as 0 (module docstring)
+    assert (np.abs(wd[:, :128]) < 2.0 ** -24).any() and (wd[:, :128] != 0).any()
+    np.testing.assert_array_equal(y.astype(np.float64), wd.T)
+
+
 def test_w4a16_every_e4m3_scale(monkeypatch):
     """NV: every finite e4m3 scale (subnormals and negatives included) decodes exactly."""
     monkeypatch.setenv("TILEC_TARGET", "sim:sm_90a")
@@ -164,8 +190,10 @@ def test_pass_rewrites_the_loop(target):
     ir, art = _ir(w4a16_f32, _specs(bn=128), target, num_warps=8)
     assert "w4a16.mma_loop" in ir and "scf.for" not in ir and "tile.dequantize" not in ir
     assert art.gpu.num_threads == 256
-    # 2 n8 tiles x 8 k16, the loop body emitted twice (alternating activation register sets)
-    assert art.gpu.ptx.count("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") == 32
+    # 2 n8 tiles x 8 k16, the loop body emitted twice (alternating activation register sets), each
+    # with the one-multiply MX decode and its two-multiply fallback (vote.sync.all on the scales)
+    assert art.gpu.ptx.count("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") == 64
+    assert art.gpu.ptx.count("vote.sync.all.pred") == 2
     assert "cp.async.wait_group 3" in art.gpu.ptx           # 4 stages
     assert "ld.global.nc.v4.b32" in art.gpu.ptx               # activations straight into registers
 

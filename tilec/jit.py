@@ -122,6 +122,13 @@ class Kernel:
                 aligned = a.data_ptr() % 16 == 0 and (len(shape) < 2 or shape[-1] * a.element_size() % 16 == 0)
                 parts.append((a.dtype, len(shape), a.is_contiguous(), a.get_device(), aligned,
                               self._static_sizes(i, shape) if self.static_dims else ()))
+            elif t is FP4Tensor and _torch_tensor_type(type(a.packed)) is type(a.packed) and a.packed.is_cuda:
+                # packed GPU fp4: the kernel sees the logical shape and the packed bytes' address;
+                # alignment as `bind` derives it (base pointer, logical innermost dim x 1 byte)
+                shape, packed = a.shape, a.packed
+                aligned = packed.data_ptr() % 16 == 0 and (len(shape) < 2 or shape[-1] % 16 == 0)
+                parts.append(("fp4", packed.dtype, len(shape), packed.is_contiguous(), packed.get_device(), aligned,
+                              self._static_sizes(i, shape) if self.static_dims else ()))
             else:
                 return None
         try:

@@ -331,7 +331,9 @@ def register_map(src_layout, dst_layout) -> tuple | None:
                                        their rows (t / 32 + 4k), canonical [64, 1] wants rows
                                        4t .. 4t+3 in threads 0-15
 
-    The enumeration is capped at 32768 (thread, slot) pairs (larger: None, an exchange).
+    Two power-of-two `Blocked` layouts need only thread 0 and the single-bit threads (the map is
+    linear in the bits); other pairs are enumerated up to 32768 (thread, slot) pairs (larger:
+    None, an exchange).
     `Mma` layouts are not handled (None)."""
     if isinstance(src_layout, Mma) or isinstance(dst_layout, Mma) or \
             isinstance(getattr(src_layout, "parent", None), Mma) or \
@@ -348,11 +350,20 @@ def _register_map(src_layout, dst_layout) -> tuple | None:
         return None
     if any(a != b and a != 1 for a, b in zip(src_shape, dst_shape)):
         return None
-    if dst_layout.num_threads * dst_layout.num_slots > 32768:
-        return None
     dparent = dst_layout.parent if isinstance(dst_layout, Sliced) else dst_layout
+    threads = range(dst_layout.num_threads)
+    if isinstance(src_layout, Blocked) and isinstance(dst_layout, Blocked) and src_layout.is_pow2 \
+            and dst_layout.is_pow2:
+        # Every step (element bits -> coordinates -> stretched dims to 0 -> source element bits ->
+        # source thread / slot bits) selects bits, so the source (thread, slot) is a GF(2)-linear
+        # function of the destination's; the threads holding a real element are a power-of-two
+        # prefix.  Thread 0 and the single-bit threads of that prefix decide for all of them.
+        live = min(dst_layout.num_threads, -(-dst_layout.numel // dst_layout.vec))
+        threads = [0] + [1 << i for i in range(live.bit_length()) if 1 << i < live]
+    elif dst_layout.num_threads * dst_layout.num_slots > 32768:
+        return None
     cand: list = [None] * dst_layout.num_slots        # per dst slot: the src slots valid in every thread so far
-    for t in range(dst_layout.num_threads):
+    for t in threads:
         held = _held(src_layout, t)
         for s in range(dparent.num_slots):
             if isinstance(dst_layout, Sliced) and dst_layout.rep_slot(s) != s:

@@ -4,7 +4,7 @@ Each op runs per slot on registers.  Tile operands have one shape; `operands` pu
 in one layout: the layout of the non-uniform ones when they agree (a reduction result
 kept in its source's layout stays there, `layout.Sliced`); a wgmma accumulator layout
 (`layout.Mma`) when one operand has it (the others are recomputed there or converted);
-else one of the operands' layouts (non-canonical first) that every other operand reaches
+else the layout of a reduction result among them (`Sliced`) that every other operand reaches
 without shared memory (a register copy, `exchange.register_map`, or recomputed from
 `arange`s and splats, `lower_shape.recompute`); else the canonical one.  Two
 slots holding the same operand registers (a splat, a reduced row) share one result
@@ -39,7 +39,8 @@ def operands(em: KernelEmitter, *values) -> tuple[list[Val], object]:
     if len(placed) > 1 and len(mma) == 1:
         return _into_mma(em, values, raw, mma[0]), mma[0]
     if len(placed) > 1 and not mma:
-        for lay in sorted(placed, key=lambda lay: isinstance(lay, Blocked) and lay.canonical):
+        order = dict.fromkeys(r.layout for r in tiles if not r.uniform and isinstance(r.layout, Sliced))
+        for lay in order:       # in operand order (deterministic output)
             moved = _into(em, values, raw, lay)
             if moved is not None:
                 return moved, lay

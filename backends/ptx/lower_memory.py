@@ -16,6 +16,10 @@ instructions instead (`vectorize.py`): unpredicated for a tile wholly inside the
 (a CTA-uniform branch), predicated per chunk at the ragged edge when chunks are wholly
 in or out, else the scalar accesses above.  16-bit floats move as 32-bit words
 (`mov.b32 {lo, hi}` to split, `cvt.rn.f16x2.f32` to pack).
+
+A one-element tile of a tensor the kernel never stores to is loaded by every thread (a
+uniform value, as a splat): `page = load_tile(PT, [b, p], [1]).sum()` then becomes a scalar
+without a round through shared memory (before: thread 0 loads, st.shared, 2 bar.sync, ld.shared).
 """
 
 from __future__ import annotations
@@ -226,6 +230,13 @@ def lower_load(em: KernelEmitter, op: T.LoadOp) -> None:
     _check_dtype(em, d, "tile.load")
     offsets = [em.get(o).regs[0] for o in op.offsets]
     layout = em.layout_of(op.result.type)
+    if layout.numel == 1 and _never_written(em, op.tensor):
+        # one element (`load_tile(PT, [b, p], [1]).sum()`): every thread loads it, so the
+        # value is uniform and turning it into a scalar needs no shared memory (2 bar.sync)
+        addr, inb = element_access(em, info, offsets, [0] * len(layout.shape), op.boundary_check.value.data != 0)
+        r = load_element(em, d, addr, inb, op.padding.value.data)
+        em.set(op.result, Val(d, layout, [r] * layout.num_slots, True))
+        return
     if V.wide_ok(em, op, layout, d):
         layout = Blocked(layout.shape, layout.num_threads, True)
     check = op.boundary_check.value.data != 0
@@ -267,6 +278,14 @@ def lower_load(em: KernelEmitter, op: T.LoadOp) -> None:
     for s, r in zip(valid, loaded):
         regs[s] = r
     em.set(op.result, Val(d, layout, regs))
+
+
+def _never_written(em: KernelEmitter, tensor) -> bool:
+    """No `tile.store` (plain or atomic) in the kernel writes `tensor`: every thread may read
+    an element of it, not only the one a store would have ordered it after."""
+    def scan():
+        return not any(isinstance(o, T.StoreOp) and o.tensor == tensor for o in em.func.walk())
+    return em.memo(("never_written", tensor), scan)
 
 
 def _scalar_load(em: KernelEmitter, info: TensorInfo, offsets: list, layout, check: bool, pad) -> list[str]:

@@ -27,9 +27,11 @@ is read back in its own canonical layout.
     rcp.rn.f32 %f15, %f14; mul.rn.f32 %f16, %f0, %f15; <round to e2m1>
     @%p3 st.shared.f32 [%r9+0], %f14; bar.sync 0; ld.shared.f32 %f30, [%r10+0]   // scales
 
-**dequantize.**  The scales tile goes to shared memory (`exchange.store_any`); each chunk
-reads its one scale (element index / block) and multiplies its 4 values (exact in f32),
-then rounds to the result dtype.
+**dequantize.**  Each chunk multiplies its 4 values by its one scale (exact in f32), then
+rounds to the result dtype.  Where the scales are a load of a tensor the kernel never stores
+to (the FP4 KV cache), each chunk's thread reads its scale from global memory itself
+(`_reload_scales`); otherwise the scales tile goes to shared memory (`exchange.store_any`)
+and each chunk reads its scale (element index / block) there:
 
     bar.sync 0; st.shared.f32 [%r3+0], %f1; bar.sync 0
     shr.u32 %r4, %r0, 3; ld.shared.f32 %f5, [%r6+0]            // scale of this chunk
@@ -44,6 +46,7 @@ from tilec.dialects import tile as T
 from . import exchange as X
 from . import fp4_codes as C
 from . import numerics as N
+from . import vectorize as V
 from .emitter import KernelEmitter, Val, dtype_of, lowers
 from .layout import Blocked
 from .lower_grid import constant_reg
@@ -154,14 +157,119 @@ def _scales_tile(em: KernelEmitter, op, lay: Blocked, block: int, chunk_scales: 
     return Val(sd, slay, regs)
 
 
+def _reload_scales(em: KernelEmitter, op: T.DequantizeOp, lay: Blocked, block: int) -> list | None:
+    """Per slot of the dequantized tile (layout `lay`, 4-element chunks), its scale read from
+    global memory at the chunk's own coordinates, when the scales are a `tile.load` (maybe
+    through a reshape that only adds or drops size-1 dims) of a tensor the kernel never
+    stores to, in the same block: the chunk's thread loads the byte itself (the lanes of one
+    block read one address, an L1 broadcast) instead of the scales tile going through shared
+    memory.  None otherwise.
+
+        before: bar.sync; st.shared (scales tile); bar.sync; ld.shared per chunk
+        after:  ld.global.u8 per chunk (+ the ue8m0 / e4m3 decode); no bar.sync
+    """
+    from . import fp4_memory as F
+    from .lower_memory import _and, _never_written, element_access, load_element
+    from .lower_shape import _squeeze_only
+
+    v = op.scales
+    src = v.owner
+    if isinstance(src, T.ReshapeOp) and _squeeze_only(src):
+        src = src.source.owner
+    if not isinstance(src, T.LoadOp) or src.parent_block() is not op.parent_block() \
+            or not _never_written(em, src.tensor) or src.tensor not in em.tensors:
+        return None
+    info = em.tensors[src.tensor]
+    d = info.dtype
+    if d is not F.E8M0 and d is not dt.float8_e4m3fn:
+        return None
+    if not (lay.is_pow2 and lay.numel >= lay.num_threads * lay.vec):
+        return None
+    from .exchange import pow2_coords
+
+    offsets = [em.get(o).regs[0] for o in src.offsets]
+    check = src.boundary_check.value.data != 0
+    pad = src.padding.value.data
+    load_shape = tuple(src.result.type.get_shape())
+    sshape = v.type.get_shape()
+    lb = block.bit_length() - 1
+
+    def to_load(sc):      # scales-tile coordinates -> the load's tile coordinates
+        it = iter([x for x, n in zip(sc, sshape) if n != 1])
+        return [0 if n == 1 else next(it) for n in load_shape]
+
+    # coordinate = this thread's part + the slot's constant part (disjoint bits, `pow2_coords`)
+    c0 = pow2_coords(em, lay, 0)
+    base = to_load(list(c0[:-1]) + [em.div_u32(c0[-1], block)])
+    if d is F.E8M0:
+        addr0, _, _ = F.byte_access(em, info, offsets, base, False)
+    else:
+        addr0, _ = element_access(em, info, offsets, base, False)
+    zero = constant_reg(em, dt.float32, 0.0)
+    chunks = []             # (first slot, offset of the chunk's scale from the base, in load coordinates)
+    for k in range(lay.chunks_per_thread):
+        if not lay.slot_never_valid(4 * k):
+            const = lay.slot_const(4 * k)
+            delta = []
+            for dim in range(len(lay.shape)):
+                bits = lay.dim_bits(dim)
+                delta.append((const >> bits.start) & ((1 << len(bits)) - 1) if len(bits) else 0)
+            chunks.append((4 * k, tuple(to_load(delta[:-1] + [delta[-1] >> lb]))))
+
+    def read(checked: bool) -> list:
+        got: dict = {}
+        for s0, delta in chunks:
+            pred = em.slot_pred(lay, s0)
+            if checked:
+                for o, b, dd, dim in zip(offsets, base, delta, info.dims):
+                    g = em.as_reg(em.add_u32(em.add_u32(o, b), dd))
+                    pred = _and(em, pred, em.memo(("lt", g, dim), lambda g=g, dim=dim: F._lt(em, g, dim)))
+            if (delta, pred) in got:
+                continue
+            addr = addr0
+            for dd, st in zip(delta, info.strides):
+                if dd:
+                    nxt = em.new("rd")
+                    if isinstance(st, int):
+                        em.ins(f"add.u64 {nxt}, {addr}, {dd * st}")
+                    else:
+                        em.ins(f"mad.lo.u64 {nxt}, {st}, {dd}, {addr}")
+                    addr = nxt
+            if d is F.E8M0:
+                got[delta, pred] = C.decode_e8m0(em, F._ld_byte(em, addr, pred, F._pad_code(d, pad)))
+            else:
+                got[delta, pred] = load_element(em, d, addr, pred, pad)
+        return list(dict.fromkeys(got.values()))
+
+    # which register each chunk reads: the same in both paths (one per distinct (delta, pred))
+    keys = list(dict.fromkeys((delta, em.slot_pred(lay, s0)) for s0, delta in chunks))
+    full = V.full_tile(em, info, list(src.offsets), offsets, load_shape) if check else True
+    if full is True:
+        regs = read(False)
+    elif full is False:
+        regs = read(True)
+    else:       # a CTA-uniform branch: unpredicated reads for a tile inside the tensor
+        from .lower_memory import _two_paths
+
+        regs = _two_paths(em, full, lambda: read(False), lambda: read(True), ["f"] * len(keys))
+    which = dict(zip(keys, regs))
+    per_slot = [zero] * lay.num_slots
+    for s0, delta in chunks:
+        per_slot[s0:s0 + 4] = [which[delta, em.slot_pred(lay, s0)]] * 4
+    return per_slot
+
+
 @lowers(T.DequantizeOp)
 def lower_dequantize(em: KernelEmitter, op: T.DequantizeOp) -> None:
     q = em.get(op.source)
     s = em.get_any(op.scales)
     lay, block = q.layout, op.block.value.data
     out_d = dtype_of(op.result.type)
+    reloaded = None if s.uniform or not _chunk_ok(em, lay, block) else _reload_scales(em, op, lay, block)
     if s.uniform:
         per_slot = [s.regs[0]] * lay.num_slots
+    elif reloaded is not None:
+        per_slot = reloaded
     elif _chunk_ok(em, lay, block):
         em.reserve_smem(X.numel_of(s.layout) * 4)
         em.bar()

@@ -1,5 +1,8 @@
 """`tile.reduce` (sum, max, min, argmax, argmin over one axis).
 
+An axis of length 1 reduces to a cast in place, in any layout (`_length_one`: no shuffle,
+no shared memory, no bar.sync; `load_tile(PT, [b, p], [1]).sum()` is the loaded register).
+
 Power-of-two tiles (`Blocked.is_pow2`: every coordinate is a bit field of the element
 index, see layout.py) reduce where the data is:
 

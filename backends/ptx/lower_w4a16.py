@@ -18,6 +18,7 @@ bar.sync in the loop.  `stages - 1` chunks are in flight while one is computed:
     prologue: issue chunks lb+ks, lb+ks+KS, ... (S-1 of them), one commit group each
     loop k:   issue chunk k+(S-1)KS (an empty group past ub); ld.global.nc the activations of
               chunk k+KS into the other register set; wait_group S-1; decode + mma chunk k
+              (MX: vote on the chunk's scales, then the one- or the two-multiply decode)
 
 **Activations** go straight from global memory (L1 / L2: every warp of the CTA reads them)
 into registers, 16 bytes per load; a lane whose token row is past M never loads, its B
@@ -28,19 +29,30 @@ free as long as A and B agree, so a 32-bit word w of 8 e2m1 codes (K elements k0
 nibble first) yields four f16x2 registers pairing elements (k_i, k_{i+4}), i = 0..3:
 
     y_i = ((w << (9 - 4i)) & 0x0E000E00) | ((w << (12 - 4i)) & 0x80008000)   // q * 2^-14 as f16
-    MX:  a_i = (y_i * 2^14) * scale     // two mul.f16x2: q exact, then one rounding of q * scale
+    MX:  a_i = y_i * (scale * 2^14)     // one mul.f16x2: the exact q * scale, rounded once
     NV:  a_i = y_i * scale              // q * s * 2^-14 is exact in f16 for every e4m3 s; the
                                         // accumulator is multiplied by 2^14 after the loop
 
-(bf16: magnitude bits at 6..8, y = q * 2^-126, two fma.rn.bf16x2).  The activation registers
-are permuted the same way (`prmt` of (k0,k1),(k4,k5) -> (k0,k4),(k1,k5)).  Steps i = 0, 1 of
-a word are one mma (a0..a3 = rows g, g+8 x pairs 0, 1), i = 2, 3 the next.
+(bf16: magnitude bits at 6..8, y = q * 2^-126, fma.rn.bf16x2 by scale * 2^126).  The
+activation registers are permuted the same way (`prmt` of (k0,k1),(k4,k5) -> (k0,k4),(k1,k5)).
+Steps i = 0, 1 of a word are one mma (a0..a3 = rows g, g+8 x pairs 0, 1), i = 2, 3 the next;
+with one n8 tile (M <= 8) the two steps accumulate into two fragment sets (two independent
+mma chains), added after the loop.
 
-**Scales** become a splat f16x2/bf16x2 multiplier: e8m0 e -> f32 bits e << 23 (e = 0 reads 0;
-the NaN scale 0xFF reads inf), e4m3 -> f16 bits ((b & 0x80) << 8 | (b & 0x7F) << 7) * 2^8; then
-rounded to the activation type.  So a weight is the activation type's rounding of q * scale,
-as `tile.dequantize` defines, for every scale the activation type holds (f16: 2^-24 .. 2^15;
-bf16: all finite ones).
+**Scales** become a splat f16x2/bf16x2 multiplier.  MX (e8m0 e): scale * 2^14 (f16) /
+scale * 2^126 (bf16) is exact in the activation type for 1 <= e <= 128, so when every scale
+byte a warp reads for a chunk is in that range (`vote.sync.all`, one predicate per chunk) the
+chunk decodes with one multiply per f16x2 pair.  Otherwise the chunk takes a two-multiply
+fallback, per scale either (y * 1) * (scale * 2^14) (1 <= e <= 128) or (y * 2^14) * scale
+(e -> f32 bits e << 23: e = 0 reads 0, the NaN scale 0xFF reads inf), both one rounding of the
+exact q * scale.  Before and after, for a chunk of in-range scales (f16, per pair):
+
+    before: shl, shl, and, lop3, mul.rn.f16x2 y, y, 2^14, mul.rn.f16x2 y, y, s
+    after:  shl, shl, and, lop3, mul.rn.f16x2 y, y, s * 2^14
+
+NV (e4m3 b): f16 bits ((b & 0x80) << 8 | (b & 0x7F) << 7) * 2^8, rounded to the activation
+type.  So a weight is the activation type's rounding of q * scale, as `tile.dequantize`
+defines, for every MX scale 2^-126 .. 2^15 in f16 (all finite ones in bf16) and every e4m3 one.
 
 Epilogue: wait for every copy, bar.sync, each K warp's fragments -> its row-major [BM, BN] f32
 tile in smem, bar.sync, the KS tiles summed into the canonical blocked layout.
@@ -194,6 +206,13 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
         for frag in d:
             for r in frag:
                 em.ins(f"mov.f32 {r}, 0f00000000")
+    # one n8 tile (M <= 8): the odd k16 steps accumulate into a second fragment set, so two
+    # mma.sync chains run side by side instead of one chain of BK/16 dependent mmas per chunk
+    d_odd = None
+    if nt == 1:
+        d_odd = [[em.new("f") for _ in range(4)]]
+        for r in d_odd[0]:
+            em.ins(f"mov.f32 {r}, 0f00000000")
 
     # ---- global sources of this thread (pointers at this warp's first chunk), advanced ks_n chunks per issue
     wrow = [em.new("r"), em.new("r")]
@@ -292,6 +311,18 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
     em.ins(f"mov.u32 {it}, {lb}")
     em.ins(f"mov.u32 {cs}, {tb}")
     load_x(sets[0], it)
+    # one n8 tile and >= 4 stages: the packed weights and scale bytes of chunk k + KS are read
+    # from shared memory into registers (a second set) while chunk k decodes, so the ld.shared
+    # latency and the cp.async wait sit behind a chunk of work; the ring still has S - 2 >= 2
+    # chunks in flight.  Otherwise each chunk reads its stage right after its wait_group.
+    prefetch = nt == 1 and S >= 4
+    staged = None
+    if prefetch:
+        staged = [_stage_regs(em, bk, block) for _ in range(2)]
+        em.ins(f"cp.async.wait_group {S - 2}")
+        first_ok = em.new("p")
+        em.ins(f"setp.lt.s32 {first_ok}, {it}, {ub}")
+        _fetch(em, ring, cs, c, bk, block, staged[0], first_ok)
     top, done = em.label("w4a16_loop"), em.label("w4a16_done")
     em.place(top)
     for half in range(2):
@@ -301,8 +332,18 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
         issue()
         em.ins(f"add.u32 {nxt}, {it}, {ks_n}")
         load_x(sets[1 - half], nxt)
-        em.ins(f"cp.async.wait_group {S - 1}")
-        _compute(em, ring, cs, c, d, act, bk, block, nt, consts, sets[half])
+        if prefetch:
+            em.ins(f"cp.async.wait_group {S - 2}")
+            ns, nok, nwrap = em.new("r"), em.new("p"), em.new("p")
+            em.ins(f"add.u32 {ns}, {cs}, {ring.stage_bytes}")
+            em.ins(f"setp.ge.u32 {nwrap}, {ns}, {ring_end}")
+            em.ins(f"@{nwrap} sub.u32 {ns}, {ns}, {ring.bytes}")
+            em.ins(f"setp.lt.s32 {nok}, {nxt}, {ub}")
+            _fetch(em, ring, ns, c, bk, block, staged[1 - half], nok)
+            _compute(em, ring, cs, c, d, act, bk, block, nt, consts, sets[half], d_odd, staged[half])
+        else:
+            em.ins(f"cp.async.wait_group {S - 1}")
+            _compute(em, ring, cs, c, d, act, bk, block, nt, consts, sets[half], d_odd)
         em.ins(f"mov.u32 {it}, {nxt}")
         em.ins(f"add.u32 {cs}, {cs}, {ring.stage_bytes}")
         wrap = em.new("p")
@@ -311,6 +352,9 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
     em.ins(f"bra {top}")
     em.place(done)
     em.ins("cp.async.wait_all")
+    if d_odd is not None:
+        for r, r2 in zip(d[0], d_odd[0]):
+            em.ins(f"add.f32 {r}, {r}, {r2}")
 
     if scaled_acc:
         for frag, frag0 in zip(d, init):
@@ -357,13 +401,49 @@ def _constants(em: KernelEmitter, act: str, scaled_acc: bool) -> dict:
     return k
 
 
-def _scale_splat(em: KernelEmitter, addr: str, imm: int, block: int, act: str) -> str:
-    """The f16x2 / bf16x2 splat of the scale byte at [addr + imm]."""
-    e, f = em.new("r"), em.new("f")
-    em.ins(f"ld.shared.u8 {e}, [{addr}+{imm}]")
+def _stage_regs(em: KernelEmitter, bk: int, block: int) -> tuple[list, list]:
+    """Registers for one stage of a thread: scale bytes [row][j] and weight words [2u + row][4]."""
+    q = max(1, bk // 4 // block)
+    return ([[em.new("r") for _ in range(q)] for _ in range(2)],
+            [[em.new("r") for _ in range(4)] for _ in range(2 * (bk // 128))])
+
+
+def _fetch(em: KernelEmitter, ring: _Ring, cs: str, c: str, bk: int, block: int, regs: tuple,
+           guard: str | None = None) -> None:
+    """Read this thread's scale bytes and packed weight words of the stage at `cs` into `regs`
+    (`_stage_regs`); `guard`: a predicate (a chunk past the loop's end is not read)."""
+    es, words = regs
+    g = f"@{guard} " if guard else ""
+    q = len(es[0])
+    sc_addr = em.new("r")                        # this thread's first scale byte of row 0
+    em.ins(f"mad.lo.u32 {sc_addr}, {c}, {q}, {cs}")
+    for r in range(2):
+        for j in range(q):
+            em.ins(f"{g}ld.shared.u8 {es[r][j]}, [{sc_addr}+{ring.scale(r) + j}]")
+    for u in range(bk // 128):
+        for r in range(2):
+            em.ins(f"{g}ld.shared.v4.b32 {{{', '.join(words[2 * u + r])}}}, [{cs}+{ring.w(r, u, bk)}]")
+
+
+def _splat(em: KernelEmitter, f: str, act: str) -> str:
+    """The f16x2 / bf16x2 splat of the f32 register `f` (rounded to nearest even)."""
+    h, out = em.new("h"), em.new("r")
+    em.ins(f"cvt.rn.{act}.f32 {h}, {f}")
+    em.ins(f"mov.b32 {out}, {{{h}, {h}}}")
+    return out
+
+
+def _scale_splat(em: KernelEmitter, e: str, block: int, act: str, fold: bool = False) -> str:
+    """The f16x2 / bf16x2 splat of the scale byte `e` (a u32 register).  `fold` (MX only, for
+    1 <= e <= 128): the splat of scale * 2^14 (f16) / scale * 2^126 (bf16), exact in the type."""
+    f = em.new("f")
     if block == 32:                              # e8m0: 2^(e - 127) as f32 bits
-        em.ins(f"shl.b32 {e}, {e}, 23")
-        em.ins(f"mov.b32 {f}, {e}")
+        b = em.new("r")
+        if fold:
+            em.ins(f"mad.lo.u32 {b}, {e}, 8388608, {(14 if act == 'f16' else 126) << 23}")
+        else:
+            em.ins(f"shl.b32 {b}, {e}, 23")
+        em.ins(f"mov.b32 {f}, {b}")
     else:                                        # e4m3 -> f16 bits of s * 2^-8 -> f32 * 2^8
         s, m, h = em.new("r"), em.new("r"), em.new("h")
         em.ins(f"and.b32 {s}, {e}, 128")
@@ -374,14 +454,13 @@ def _scale_splat(em: KernelEmitter, addr: str, imm: int, block: int, act: str) -
         em.ins(f"cvt.u16.u32 {h}, {s}")
         em.ins(f"cvt.f32.f16 {f}, {h}")
         em.ins(f"mul.f32 {f}, {f}, 0f43800000")
-    h, out = em.new("h"), em.new("r")
-    em.ins(f"cvt.rn.{act}.f32 {h}, {f}")
-    em.ins(f"mov.b32 {out}, {{{h}, {h}}}")
-    return out
+    return _splat(em, f, act)
 
 
-def _decode(em: KernelEmitter, w: str, scale: str, act: str, k: dict) -> list[str]:
-    """Four f16x2/bf16x2 registers: elements (i, i+4) of the 8 e2m1 codes in `w`, times `scale`."""
+def _decode(em: KernelEmitter, w: str, scale: str, act: str, k: dict, mode: str) -> list[str]:
+    """Four f16x2/bf16x2 registers: elements (i, i+4) of the 8 e2m1 codes in `w`, times `scale`.
+    `mode`: "acc" (NV f16: one multiply by the scale, the 2^14 goes to the accumulator), "one"
+    (MX, folded scale: one multiply by scale * 2^14 / 2^126), "two" (q first, then the scale)."""
     shift, mask, _ = _MAG[act]
     out = []
     for i in range(4):
@@ -394,48 +473,88 @@ def _decode(em: KernelEmitter, w: str, scale: str, act: str, k: dict) -> list[st
         else:
             em.ins(f"and.b32 {b}, {w}, 0x80008000")
         em.ins(f"lop3.b32 {y}, {a}, {b}, {mask}, 0xEC")          # (a & mask) | b
-        if act == "f16" and k["scaled_acc"]:     # NV: q * 2^-14 * s is exact in f16; 2^14 goes to the acc
-            em.ins(f"mul.rn.f16x2 {y}, {y}, {scale}")
-            out.append(y)
-            continue
-        if act == "f16":
-            em.ins(f"mul.rn.f16x2 {y}, {y}, {k['pow2']}")
-            em.ins(f"mul.rn.f16x2 {y}, {y}, {scale}")
-        else:
-            em.ins(f"fma.rn.bf16x2 {y}, {y}, {k['pow2']}, {k['nzero']}")
-            em.ins(f"fma.rn.bf16x2 {y}, {y}, {scale}, {k['nzero']}")
+        if mode in ("acc", "one"):               # q * 2^-14 * s (NV), q * 2^-14 * (s * 2^14) (MX): one rounding
+            if act == "f16":
+                em.ins(f"mul.rn.f16x2 {y}, {y}, {scale}")
+            else:
+                em.ins(f"fma.rn.bf16x2 {y}, {y}, {scale}, {k['nzero']}")
+        else:                                    # "two": scale = (pre-multiplier, scale)
+            pre, sc = scale if isinstance(scale, tuple) else (k["pow2"], scale)
+            if act == "f16":
+                em.ins(f"mul.rn.f16x2 {y}, {y}, {pre}")
+                em.ins(f"mul.rn.f16x2 {y}, {y}, {sc}")
+            else:
+                em.ins(f"fma.rn.bf16x2 {y}, {y}, {pre}, {k['nzero']}")
+                em.ins(f"fma.rn.bf16x2 {y}, {y}, {sc}, {k['nzero']}")
         out.append(y)
     return out
 
 
 def _compute(em: KernelEmitter, ring: _Ring, cs: str, c: str, d: list, act: str, bk: int, block: int, nt: int,
-             k: dict, xs: list) -> None:
-    """Decode the stage at `cs` and accumulate its mma.syncs into the fragments `d`; `xs[t][q]`: the
-    activation registers of n8 tile t, 16-byte piece q of this thread's K range."""
-    per_thread = bk // 4                         # K elements per thread and row in a chunk
-    q = max(1, per_thread // block)              # scales per thread and row
-    sc_addr = em.new("r")                        # this thread's first scale byte of row 0
-    em.ins(f"mad.lo.u32 {sc_addr}, {c}, {q}, {cs}")
-    scales = [[_scale_splat(em, sc_addr, ring.scale(r) + j, block, act) for j in range(q)] for r in range(2)]
-    for u in range(bk // 128):
-        words = []
-        for r in range(2):
-            ws = [em.new("r") for _ in range(4)]
-            em.ins(f"ld.shared.v4.b32 {{{', '.join(ws)}}}, [{cs}+{ring.w(r, u, bk)}]")
-            words.append(ws)
-        for j in range(4):
-            sj = (32 * u + 8 * j) // block
-            ya = _decode(em, words[0][j], scales[0][sj], act, k)
-            yb = _decode(em, words[1][j], scales[1][sj], act, k)
-            for t in range(nt):
-                x = xs[t][4 * u + j]
-                b = [em.new("r") for _ in range(4)]
-                em.ins(f"prmt.b32 {b[0]}, {x[0]}, {x[2]}, 0x5410")
-                em.ins(f"prmt.b32 {b[1]}, {x[0]}, {x[2]}, 0x7632")
-                em.ins(f"prmt.b32 {b[2]}, {x[1]}, {x[3]}, 0x5410")
-                em.ins(f"prmt.b32 {b[3]}, {x[1]}, {x[3]}, 0x7632")
-                frag = "{" + ", ".join(d[t]) + "}"
-                for step in range(2):
-                    a = [ya[2 * step], yb[2 * step], ya[2 * step + 1], yb[2 * step + 1]]
-                    em.ins(f"mma.sync.aligned.m16n8k16.row.col.f32.{act}.{act}.f32 {frag}, "
-                           f"{{{', '.join(a)}}}, {{{b[2 * step]}, {b[2 * step + 1]}}}, {frag}")
+             k: dict, xs: list, d_odd: list | None = None, staged: tuple | None = None) -> None:
+    """Decode the stage at `cs` and accumulate its mma.syncs into the fragments `d` (the odd k16
+    steps into `d_odd` when given); `xs[t][q]`: the activation registers of n8 tile t, 16-byte
+    piece q of this thread's K range; `staged`: the stage's scale bytes and weight words already in
+    registers (`_fetch`), else they are read from shared memory here.
+
+    MX: when every e8m0 scale the warp reads for this chunk lies in [2^-126, 2] (1 <= e <= 128,
+    `vote.sync.all`), the chunk takes the one-multiply decode (scale * 2^14 is exact in f16,
+    so (q * 2^-14) * (scale * 2^14) rounds once to f16(q * scale), as the two multiplies do);
+    other chunks (huge, zero or NaN scales) take the two-multiply decode."""
+    if staged is None:
+        staged = _stage_regs(em, bk, block)
+        _fetch(em, ring, cs, c, bk, block, staged)
+    es, words = staged
+
+    def body(mode: str, scales: list) -> None:
+        for u in range(bk // 128):
+            wa, wb = words[2 * u], words[2 * u + 1]
+            for j in range(4):
+                sj = (32 * u + 8 * j) // block
+                ya = _decode(em, wa[j], scales[0][sj], act, k, mode)
+                yb = _decode(em, wb[j], scales[1][sj], act, k, mode)
+                for t in range(nt):
+                    x = xs[t][4 * u + j]
+                    b = [em.new("r") for _ in range(4)]
+                    em.ins(f"prmt.b32 {b[0]}, {x[0]}, {x[2]}, 0x5410")
+                    em.ins(f"prmt.b32 {b[1]}, {x[0]}, {x[2]}, 0x7632")
+                    em.ins(f"prmt.b32 {b[2]}, {x[1]}, {x[3]}, 0x5410")
+                    em.ins(f"prmt.b32 {b[3]}, {x[1]}, {x[3]}, 0x7632")
+                    for step in range(2):
+                        frag = "{" + ", ".join(d_odd[t] if step and d_odd is not None else d[t]) + "}"
+                        a = [ya[2 * step], yb[2 * step], ya[2 * step + 1], yb[2 * step + 1]]
+                        em.ins(f"mma.sync.aligned.m16n8k16.row.col.f32.{act}.{act}.f32 {frag}, "
+                               f"{{{', '.join(a)}}}, {{{b[2 * step]}, {b[2 * step + 1]}}}, {frag}")
+
+    if block != 32:                              # NV: one multiply (f16) / q then s (bf16) always
+        body("acc" if k["scaled_acc"] else "two", [[_scale_splat(em, e, block, act) for e in row] for row in es])
+        return
+    ok = None
+    for e in (e for row in es for e in row):
+        t, p = em.new("r"), em.new("p")
+        em.ins(f"add.u32 {t}, {e}, -1")
+        em.ins(f"setp.lt.u32 {p}, {t}, 128")     # 1 <= e <= 128
+        if ok is not None:
+            em.ins(f"and.pred {p}, {p}, {ok}")
+        ok = p
+    fast, slow, done = em.new("p"), em.label("w4a16_two_mul"), em.label("w4a16_chunk_done")
+    em.ins(f"vote.sync.all.pred {fast}, {ok}, 0xffffffff")
+    em.ins(f"@!{fast} bra {slow}")
+    body("one", [[_scale_splat(em, e, block, act, fold=True) for e in row] for row in es])
+    em.ins(f"bra.uni {done}")
+    em.place(slow)
+    body("two", [[_fallback_scale(em, e, act, k) for e in row] for row in es])
+    em.place(done)
+
+
+def _fallback_scale(em: KernelEmitter, e: str, act: str, k: dict) -> tuple[str, str]:
+    """(pre-multiplier, scale) splats of the two-multiply MX decode: (1, scale * 2^14 / 2^126)
+    where that is exact (1 <= e <= 128), else (2^14 / 2^126, scale): q * scale rounds once,
+    so every scale a chunk holds decodes as on the one-multiply path where that one is exact."""
+    folded, plain = _scale_splat(em, e, 32, act, fold=True), _scale_splat(em, e, 32, act)
+    t, p, pre, sc = em.new("r"), em.new("p"), em.new("r"), em.new("r")
+    em.ins(f"add.u32 {t}, {e}, -1")
+    em.ins(f"setp.lt.u32 {p}, {t}, 128")
+    em.ins(f"selp.b32 {pre}, {'0x3C003C00' if act == 'f16' else '0x3F803F80'}, {k['pow2']}, {p}")
+    em.ins(f"selp.b32 {sc}, {folded}, {plain}, {p}")
+    return pre, sc

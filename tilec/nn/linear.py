@@ -34,16 +34,21 @@ from tilec.nn.quantize import FORMATS, _to_numpy, check_format, quantize_fp4
 try:
     import torch
     _Module = torch.nn.Module
+    _TENSOR = torch.Tensor
 except ImportError:  # pragma: no cover - tilec.nn.FP4Linear needs torch
     torch = None
     _Module = object
+    _TENSOR = None
 
 #: weight rows per CTA (one warp per 16 rows; further warps split K inside the CTA), K per loop
 #: iteration, cp.async stages, warps: the best of bench/fp4.py --sweep on the H100 (K = N = 8192)
-BN, BK, STAGES = 64, 128, 3
+#: (decode: 4 stages, so one-tile M <= 8 reads the next stage into registers while one decodes)
+BN, BK, STAGES, STAGES_DECODE = 64, 128, 3, 4
 WARPS_DECODE, WARPS_PREFILL = 16, 8
 #: SMs to fill with the split-K decode grid (H100 SXM has 132)
 TARGET_CTAS = 132
+_OPTS_DECODE = dict(num_warps=WARPS_DECODE, num_stages=STAGES_DECODE)
+_OPTS_PREFILL = dict(num_warps=WARPS_PREFILL, num_stages=STAGES)
 
 
 @ct.kernel
@@ -93,64 +98,6 @@ def plan(m: int, n: int, k: int, bk: int = BK, bn: int = BN) -> tuple[int, int]:
     while m <= 16 and ctas * split * 2 <= TARGET_CTAS and chunks % (split * 2) == 0 and chunks // (split * 2) >= 2:
         split *= 2
     return bm, split
-
-
-class _PackedArg:
-    """What a cached launch plan reads of an fp4 argument: the packed bytes' address and the
-    logical shape (an `FP4Tensor` itself is not on the JIT's fast launch path)."""
-
-    __slots__ = ("packed", "shape")
-
-    def __init__(self, packed, shape):
-        self.packed, self.shape = packed, shape
-
-    def data_ptr(self) -> int:
-        return self.packed.data_ptr()
-
-
-_PLANS: dict = {}     # (kernel, grid, argument signature, options) -> launch closure (or None: use the JIT)
-
-
-def _launch(kernel, grid: tuple, args: tuple, **options) -> None:
-    """`kernel[grid](*args, **options)` for torch CUDA arguments, with an `FP4Tensor` among them:
-    the first launch of a signature goes through the JIT (compiling), later ones replay the
-    compiled kernel through `tilec.runtime.launch.prepare_launch` (pointers, dims, scalars)."""
-    from tilec.fp4 import FP4Tensor
-
-    sig = tuple((a.dtype, tuple(a.shape), _ptr(a) % 16 == 0) if hasattr(a, "shape")
-                else (type(a), a if type(a) is not float else 0) for a in args)
-    key = (kernel, grid, sig, tuple(sorted(options.items())))
-    plan = _PLANS.get(key, False)
-    if plan is False:
-        kernel[grid](*args, **options)
-        _PLANS[key] = _make_plan(kernel, grid, args, options)
-        return
-    if plan is None:
-        kernel[grid](*args, **options)
-        return
-    plan(tuple(_PackedArg(a.packed, a.shape) if isinstance(a, FP4Tensor) else a for a in args))
-
-
-def _ptr(a) -> int:
-    return (a.packed if hasattr(a, "packed") else a).data_ptr()
-
-
-def _make_plan(kernel, grid, args, options):
-    try:
-        from tilec.driver import CompileOptions
-        from tilec.frontend.tracer import ConstantSpec
-        from tilec.runtime.launch import prepare_launch, target_for_args
-
-        target = target_for_args(args)
-        if target.startswith("sim:") or target == "cpu":
-            return None
-        compile_options = CompileOptions(**options) if options else None
-        artifact, _ = kernel.compile_for(args, target, compile_options)
-        specs, _ = kernel.bind(args)
-        value_args = tuple(i for i, s in enumerate(specs) if not isinstance(s, ConstantSpec))
-        return prepare_launch(artifact, grid, value_args)
-    except Exception:  # noqa: BLE001 - the JIT's own path still works, only slower
-        return None
 
 
 class FP4Linear(_Module):
@@ -209,7 +156,17 @@ class FP4Linear(_Module):
 
     def forward(self, x):
         """y [..., out_features] of x [..., in_features]: torch f16/bf16 (CUDA: on the GPU, CPU: on
-        the CPU backend), or a numpy float16 / ml_dtypes.bfloat16 array (CPU backend, numpy out)."""
+        the CPU backend), or a numpy float16 / ml_dtypes.bfloat16 array (CPU backend, numpy out).
+
+        A CUDA input of a (shape, dtype, device) seen before takes a prepared closure (`_hot`):
+        output allocation plus one launch through the JIT's generated fast path."""
+        hot = self.__dict__.get("_hot")
+        if hot is not None and type(x) is _TENSOR:
+            run = hot.get((x.shape, x.dtype, x.get_device()))
+            if run is not None:
+                y = run(x)
+                if y is not None:
+                    return y
         if x.shape[-1] != self.in_features:
             raise ValueError(f"FP4Linear expects inputs [..., {self.in_features}], got {list(x.shape)}")
         host = isinstance(x, np.ndarray)
@@ -224,6 +181,7 @@ class FP4Linear(_Module):
             y = self._forward_host(np.ascontiguousarray(x2))
         elif x.device.type == "cuda":
             y = self._forward_cuda(x2.contiguous())
+            self._remember_hot(x)
         else:
             y = self._forward_host(_to_numpy(x2))
             y = torch.from_numpy(y.view(np.int16)).view(torch.bfloat16) if x.dtype == torch.bfloat16 \
@@ -241,19 +199,67 @@ class FP4Linear(_Module):
         bm, split = plan(m, n, k)
         x2, wq, ws = self._args(x2)
         g = float(self.global_scale)
-        opts = dict(num_warps=WARPS_DECODE if m <= 16 else WARPS_PREFILL, num_stages=STAGES)
+        # plain launches: `FP4Tensor` arguments take the JIT's generated fast launch path
+        opts = _OPTS_DECODE if m <= 16 else _OPTS_PREFILL
         if split == 1:
             y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
             bias = self.bias if self.bias is not None else y
-            _launch(w4a16_kernel, (ct.cdiv(m, bm), ct.cdiv(n, BN)),
-                    (x2, wq, ws, bias, y, g, bm, BN, BK, self.block, self.bias is not None), **opts)
+            w4a16_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN))](x2, wq, ws, bias, y, g, bm, BN, BK, self.block,
+                                                           self.bias is not None, **opts)
             return y
         acc = torch.zeros((m, n), dtype=torch.float32, device=x2.device)
-        _launch(w4a16_splitk_kernel, (ct.cdiv(m, bm), ct.cdiv(n, BN), split),
-                (x2, wq, ws, acc, g, bm, BN, BK, self.block, split), **opts)
+        w4a16_splitk_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN), split)](x2, wq, ws, acc, g, bm, BN, BK, self.block,
+                                                                     split, **opts)
         if self.bias is not None:
             acc += self.bias.float()
         return acc.to(x2.dtype)
+
+    def _remember_hot(self, x) -> None:
+        """Prepare the steady-state CUDA forward of inputs like `x` (after a successful general
+        call): the closure re-checks that the weight, scale and bias tensors are still the ones it
+        captured and that the input is contiguous (else it returns None: the general path)."""
+        hot = self.__dict__.setdefault("_hot", {})
+        if len(hot) >= 64:
+            hot.clear()
+        n, k, block = self.out_features, self.in_features, self.block
+        lead = tuple(x.shape[:-1])
+        m = math.prod(lead)
+        bm, split = plan(m, n, k)
+        _, wq, scales = self._args(None)
+        packed, bias = self.weight_packed, self.bias
+        bufs, params = self._buffers, self._parameters
+        dtype, dev, flat = x.dtype, x.device, x.dim() == 2
+        out_shape = lead + (n,)
+        opts = _OPTS_DECODE if m <= 16 else _OPTS_PREFILL
+        if split == 1:
+            launch = w4a16_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN))]._with_options(opts)
+        else:
+            launch = w4a16_splitk_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN), split)]._with_options(opts)
+        if launch is None:
+            return
+
+        def run(x):
+            if bufs["weight_packed"] is not packed or bufs["weight_scale"] is not scales \
+                    or params.get("bias") is not bias or not x.is_contiguous():
+                return None
+            x2 = x if flat else x.view(m, k)
+            if split == 1:
+                y = torch.empty(out_shape, dtype=dtype, device=dev)
+                y2 = y if flat else y.view(m, n)
+                launch(x2, wq, scales, y2 if bias is None else bias, y2, float(self.global_scale), bm, BN, BK, block,
+                       bias is not None)
+                return y
+            acc = torch.zeros((m, n), dtype=torch.float32, device=dev)
+            launch(x2, wq, scales, acc, float(self.global_scale), bm, BN, BK, block, split)
+            if bias is not None:
+                acc += bias.float()
+            return acc.to(dtype).view(out_shape)
+
+        hot[(x.shape, dtype, x.get_device())] = run
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop("_hot", None)          # .to() / .cuda() / .half(): new tensors, new closures
+        return super()._apply(fn, *args, **kwargs)
 
     def _forward_host(self, xn: np.ndarray) -> np.ndarray:
         """The same kernel on the CPU backend (numpy in, numpy out; TILEC_TARGET=sim:... runs it
@@ -268,6 +274,5 @@ class FP4Linear(_Module):
             bias = _to_numpy(self.bias.detach().cpu().float())     # exact: f16 / bf16 -> f32
         w4a16_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN))](xn, wq, ws, bias, y, float(self.global_scale), bm, BN, BK,
                                                        self.block, self.bias is not None,
-                                                       num_warps=WARPS_DECODE if m <= 16 else WARPS_PREFILL,
-                                                       num_stages=STAGES)
+                                                       **(_OPTS_DECODE if m <= 16 else _OPTS_PREFILL))
         return y

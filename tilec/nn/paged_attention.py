@@ -12,18 +12,21 @@ past a sequence's last page are never read).  Returns [batch, heads_q, D] in q's
 
 with K_b, V_b the first seq_lens[b] tokens of the sequence, dequantized from FP4.
 
-One program per (q head, sequence) loops over the sequence's pages with a run-time trip
-count; per page it loads the 64 x D packed e2m1 K tile and its 64 x D/block scales,
-dequantizes in registers (`tile.dequantize`), takes the 64 scores, masks the tokens past
-the sequence's end (the last page's tail may hold anything, NaN included), and updates an
-online softmax (running max, running sum, f32 accumulator), then the same for V.
+Two kernels.  `_paged_decode_gqa` (the default when a KV head serves a power-of-two group
+of 2..8 query heads) runs one program per (KV head, sequence): per page it loads the
+64 x D packed e2m1 K tile and its 64 x D/block scales, dequantizes in registers
+(`tile.dequantize`), takes the [GROUP, 64] scores of its query heads against it (K broadcast
+over the heads, a register copy in the blocked layout), masks the tokens past the
+sequence's end (the last page's tail may hold anything, NaN included), and updates one
+online softmax per head (running max, running sum, f32 accumulator), then the same for V:
+each KV page is decoded once for all its query heads.  `_paged_decode` (other groups, or
+`variant="per_q_head"`) does the same with one program per (query head, sequence).
 Nothing is dequantized to memory: K/V traffic is D/2 + D/block bytes per token and head.
 
 Measured on the H100 (bench/RESULTS.md): 32 sequences of 256..4096 tokens, 32 query / 8 KV
-heads, D = 128: 669 us (MX) / 659 us (NV), 138 / 148 GB/s of KV, 6 % of the copy rate and
-1.8x a torch fp16 paged reference (gather + SDPA).  The kernel is bound by instructions and
-barriers (software e2m1 decode on sm_90a, per-query-head programs re-decoding a KV head's
-pages for each of its query heads), not by memory; RESULTS.md says where the time goes.
+heads, D = 128: 459 us (MX) / 452 us (NV) per KV head, 2.7x a torch fp16 paged reference
+(gather + SDPA); one program per query head: 692 / 629 us.  With 8 x 32 programs the
+time is the longest sequence's chain of pages; RESULTS.md says where it goes.
 """
 
 from __future__ import annotations
@@ -117,7 +120,8 @@ def paged_attention_decode(q, cache: FP4KVCache, page_table, seq_lens, scale: fl
                            num_warps: int | None = None, variant: str | None = None):
     """Attention of one new query token per sequence over its FP4 KV pages (module docstring);
     `out`: an optional preallocated result; `num_warps`: the kernel's warps (default 4,
-    the fastest measured on the H100, bench/RESULTS.md); `variant`: "per_kv_head" (the
+    the fastest measured on the H100, bench/RESULTS.md; 8 for a group of 8 query heads per
+    KV head, whose [8, 64, D] tiles would spill registers at 4); `variant`: "per_kv_head" (the
     default where it applies, `_shares_kv`) or "per_q_head" (one program per query head)."""
     opts = {} if num_warps is None else {"num_warps": num_warps}
     if len(q.shape) != 3:
@@ -148,6 +152,8 @@ def paged_attention_decode(q, cache: FP4KVCache, page_table, seq_lens, scale: fl
                 float(scale), d, cache.block)
         group = hq // cache.heads
         if _shares_kv(group, variant):
+            if group == 8 and num_warps is None:
+                opts = {"num_warps": 8}      # [8, 64, D] tiles: 4 warps would spill registers
             _paged_decode_gqa[(cache.heads, batch)](*args, group, **opts)
         else:
             _paged_decode[(hq, batch)](*args, group, **opts)

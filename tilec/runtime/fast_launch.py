@@ -10,7 +10,10 @@ plan dict, compile), so semantics are exactly those of `Kernel.launch_signature`
 * an int scalar: an int on the same side of the 32-bit range; a float scalar: a float;
 * a torch tensor: ``type is torch.Tensor``, same dtype, rank, contiguity, device ordinal
   (``get_device()`` is -1 for a host tensor, so a host tensor never matches a GPU plan),
-  same 16-byte alignment bit (base pointer and row pitch) and the same static dims.
+  same 16-byte alignment bit (base pointer and row pitch) and the same static dims;
+* a packed fp4 tensor (``tilec.fp4.FP4Tensor`` over a torch tensor): an FP4Tensor whose
+  ``packed`` passes the tensor test above, with the rank, alignment bit and static dims of
+  its logical ``shape`` (the launch packs ``packed.data_ptr()`` and the logical dims).
 
 Per call it reads each tensor's ``dtype, shape, data_ptr(), is_contiguous(), get_device()``
 once, packs pointers, dims and scalars into the launcher's argument buffer with one
@@ -43,11 +46,15 @@ def build_fast_launch(kernel, args: tuple, gpu, value_args: tuple, grid: tuple,
                       pack_into, buf, offset: int, launch_tail) -> object | None:
     """The fast function of a plan (see the module docstring), or None when `args` has a
     kind the fast path does not cover (numpy arrays, `__cuda_array_interface__` objects,
-    FP4 tensors, TMA descriptors of non-contiguous data...).
+    TMA descriptors of non-contiguous data...).  A `tilec.fp4.FP4Tensor` over a torch
+    tensor is covered: its packed uint8 tensor is checked like a tensor argument (dtype,
+    contiguity, device, base alignment), its logical `shape` gives the dims and the static
+    dims, and the packed data's address is what gets packed.
 
     `gpu`: the artifact's PtxKernel (its `params` say what to pack); `value_args[k]`: the
     launch position of the k-th bound value; `pack_into(buf, offset, *values)` writes the
     argument buffer; `launch_tail()` launches with it."""
+    from tilec.fp4 import FP4Tensor
     from tilec.jit import _torch_tensor_type
 
     ns: dict = {"PACK": pack_into, "BUF": buf, "LAUNCH": launch_tail, "STRUCT_ERROR": struct.error}
@@ -78,6 +85,26 @@ def build_fast_launch(kernel, args: tuple, gpu, value_args: tuple, grid: tuple,
                     f"or a{i}.get_device() != {a.get_device()}: return False",
                     f"p{i} = a{i}.data_ptr()"]
             row = f" and not (s{i}[-1] * {a.element_size()}) & 15" if len(shape) >= 2 else ""
+            src.append(f"if (not (p{i} & 15){row}) is not {aligned}: return False")
+            for ax in sorted(static.get(i, ())):
+                if ax < len(shape):
+                    src.append(f"if s{i}[{ax}] != {shape[ax]}: return False")
+            tensors.add(i)
+        elif t is FP4Tensor and type(a.packed) is _torch_tensor_type(type(a.packed)):
+            # packed fp4: the logical shape gives the dims, the packed uint8 tensor the pointer
+            # (its contiguity and device are checked like a tensor's; alignment as `bind` sees it)
+            k = a.packed
+            ns["FP4"], ns["TENSOR"], ns[f"D{i}"] = FP4Tensor, type(k), k.dtype
+            shape = a.shape
+            aligned = k.data_ptr() % 16 == 0 and (len(shape) < 2 or shape[-1] % 16 == 0)
+            src += [f"if type(a{i}) is not FP4: return False",
+                    f"k{i} = a{i}.packed",
+                    f"if type(k{i}) is not TENSOR or k{i}.dtype is not D{i}: return False",
+                    f"s{i} = a{i}.shape",
+                    f"if len(s{i}) != {len(shape)} or k{i}.is_contiguous() is not {k.is_contiguous()} "
+                    f"or k{i}.get_device() != {k.get_device()}: return False",
+                    f"p{i} = k{i}.data_ptr()"]
+            row = f" and not s{i}[-1] & 15" if len(shape) >= 2 else ""
             src.append(f"if (not (p{i} & 15){row}) is not {aligned}: return False")
             for ax in sorted(static.get(i, ())):
                 if ax < len(shape):
