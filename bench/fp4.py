@@ -7,7 +7,8 @@ with in-kernel decode, and the HBM floor; plus FP4Linear's accuracy (MX against 
 Every product reads weights that are not in L2: each implementation cycles through
 `--copies` layers of the same shape (4 x 34 MiB of FP4 weights > the H100's 50 MiB L2).
 Times are CUDA-graph replays (GPU time only) and, in brackets, back-to-back launches timed
-with CUDA events (host launch work included).  The HBM floor is the bytes of packed
+with CUDA events (host launch work included); `host us/call` is the host time of one call
+(back-to-back calls before any synchronisation).  The HBM floor is the bytes of packed
 weights + scales over the copy rate measured here (a device-to-device copy of 1 GiB).
 """
 

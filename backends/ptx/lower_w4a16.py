@@ -20,6 +20,13 @@ bar.sync in the loop.  `stages - 1` chunks are in flight while one is computed:
               chunk k+KS into the other register set; wait_group S-1; decode + mma chunk k
               (MX: vote on the chunk's scales, then the one- or the two-multiply decode)
 
+With one n8 tile (M <= 8) and S >= 4 the stage is read one chunk ahead into a second register
+set, so the ld.shared latency and the wait sit behind a chunk of decode (S - 2 >= 2 chunks stay
+in flight; a chunk past ub is not read):
+
+    before (per chunk): wait_group S-1; ld.shared (stage k); decode + mma (k)
+    after:              wait_group S-2; ld.shared (stage k+KS) -> set B; decode + mma (k, set A)
+
 **Activations** go straight from global memory (L1 / L2: every warp of the CTA reads them)
 into registers, 16 bytes per load; a lane whose token row is past M never loads, its B
 registers stay 0, so those accumulator columns stay exactly the initial value.

@@ -14,6 +14,12 @@ tiles; when the weight rows give too few CTAs to fill the GPU, K is split over a
 axis and partial sums are added with `store_tile(..., mode="atomic_add")` into float32.
 Larger M use 32-token tiles.  The result has the input's dtype; `bias` is added in float32.
 
+Launches are plain `kernel[grid](...)` calls: the packed weight is an `FP4Tensor`, which the
+JIT's generated fast launch path takes (tilec.runtime.fast_launch).  After the first CUDA call
+of an input (shape, dtype, device) the module keeps a closure for it (`_hot`: output
+allocation + one launch, after identity checks of the weight, scale and bias tensors), so a
+steady-state decode call costs about as much host time as `torch.matmul` (bench/fp4.py).
+
 CPU torch tensors run the same kernel on the CPU backend (exact f32 dequantize, numpy
 matmul).  On sm_100a the kernel takes the generic lowering (tile.dequantize in registers, then
 the f16 MMA; checked in the simulator, no Blackwell GPU was available): its block-scaled FP4
@@ -42,13 +48,20 @@ except ImportError:  # pragma: no cover - tilec.nn.FP4Linear needs torch
 
 #: weight rows per CTA (one warp per 16 rows; further warps split K inside the CTA), K per loop
 #: iteration, cp.async stages, warps: the best of bench/fp4.py --sweep on the H100 (K = N = 8192)
-#: (decode: 4 stages, so one-tile M <= 8 reads the next stage into registers while one decodes)
-BN, BK, STAGES, STAGES_DECODE = 64, 128, 3, 4
+#: (M <= 8: 4 stages, so the one-tile loop reads the next stage into registers while one
+#: decodes: 21.7 us against 22.2 with 3 stages; M = 16: 3 stages, 37.9 us against 38.2)
+BN, BK, STAGES, STAGES_M8 = 64, 128, 3, 4
 WARPS_DECODE, WARPS_PREFILL = 16, 8
 #: SMs to fill with the split-K decode grid (H100 SXM has 132)
 TARGET_CTAS = 132
-_OPTS_DECODE = dict(num_warps=WARPS_DECODE, num_stages=STAGES_DECODE)
+_OPTS_M8 = dict(num_warps=WARPS_DECODE, num_stages=STAGES_M8)
+_OPTS_DECODE = dict(num_warps=WARPS_DECODE, num_stages=STAGES)
 _OPTS_PREFILL = dict(num_warps=WARPS_PREFILL, num_stages=STAGES)
+
+
+def launch_options(m: int) -> dict:
+    """`num_warps` / `num_stages` of the launch for m tokens."""
+    return _OPTS_M8 if m <= 8 else _OPTS_DECODE if m <= 16 else _OPTS_PREFILL
 
 
 @ct.kernel
@@ -164,7 +177,7 @@ class FP4Linear(_Module):
         if hot is not None and type(x) is _TENSOR:
             run = hot.get((x.shape, x.dtype, x.get_device()))
             if run is not None:
-                y = run(x)
+                y = run(self, x)
                 if y is not None:
                     return y
         if x.shape[-1] != self.in_features:
@@ -200,7 +213,7 @@ class FP4Linear(_Module):
         x2, wq, ws = self._args(x2)
         g = float(self.global_scale)
         # plain launches: `FP4Tensor` arguments take the JIT's generated fast launch path
-        opts = _OPTS_DECODE if m <= 16 else _OPTS_PREFILL
+        opts = launch_options(m)
         if split == 1:
             y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
             bias = self.bias if self.bias is not None else y
@@ -227,10 +240,9 @@ class FP4Linear(_Module):
         bm, split = plan(m, n, k)
         _, wq, scales = self._args(None)
         packed, bias = self.weight_packed, self.bias
-        bufs, params = self._buffers, self._parameters
         dtype, dev, flat = x.dtype, x.device, x.dim() == 2
         out_shape = lead + (n,)
-        opts = _OPTS_DECODE if m <= 16 else _OPTS_PREFILL
+        opts = launch_options(m)
         if split == 1:
             launch = w4a16_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN))]._with_options(opts)
         else:
@@ -238,24 +250,30 @@ class FP4Linear(_Module):
         if launch is None:
             return
 
-        def run(x):
-            if bufs["weight_packed"] is not packed or bufs["weight_scale"] is not scales \
-                    or params.get("bias") is not bias or not x.is_contiguous():
+        def run(me, x):
+            bufs = me._buffers        # `me`: the calling module (a deep copy shares this closure)
+            if bufs.get("weight_packed") is not packed or bufs.get("weight_scale") is not scales \
+                    or me._parameters.get("bias") is not bias or not x.is_contiguous():
                 return None
             x2 = x if flat else x.view(m, k)
             if split == 1:
                 y = torch.empty(out_shape, dtype=dtype, device=dev)
                 y2 = y if flat else y.view(m, n)
-                launch(x2, wq, scales, y2 if bias is None else bias, y2, float(self.global_scale), bm, BN, BK, block,
+                launch(x2, wq, scales, y2 if bias is None else bias, y2, float(me.global_scale), bm, BN, BK, block,
                        bias is not None)
                 return y
             acc = torch.zeros((m, n), dtype=torch.float32, device=dev)
-            launch(x2, wq, scales, acc, float(self.global_scale), bm, BN, BK, block, split)
+            launch(x2, wq, scales, acc, float(me.global_scale), bm, BN, BK, block, split)
             if bias is not None:
                 acc += bias.float()
             return acc.to(dtype).view(out_shape)
 
         hot[(x.shape, dtype, x.get_device())] = run
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_hot", None)                  # closures do not pickle; rebuilt on the next call
+        return state
 
     def _apply(self, fn, *args, **kwargs):
         self.__dict__.pop("_hot", None)          # .to() / .cuda() / .half(): new tensors, new closures
@@ -274,5 +292,5 @@ class FP4Linear(_Module):
             bias = _to_numpy(self.bias.detach().cpu().float())     # exact: f16 / bf16 -> f32
         w4a16_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN))](xn, wq, ws, bias, y, float(self.global_scale), bm, BN, BK,
                                                        self.block, self.bias is not None,
-                                                       **(_OPTS_DECODE if m <= 16 else _OPTS_PREFILL))
+                                                       **launch_options(m))
         return y
