@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 
 from tilec.nn import FP4Linear, quantize_fp4  # noqa: E402
 from tilec.nn.linear import plan, w4a16_splitk_kernel  # noqa: E402
+from gpu_support import torch_cuda_ready as _gpu_ready
 
 FORMATS = {"mx": (32, ml_dtypes.float8_e8m0fnu), "nv": (16, ml_dtypes.float8_e4m3fn)}
 
@@ -167,18 +168,6 @@ def test_split_k_atomic_add(monkeypatch, target):
 
 
 # ------------------------------------------------------------------------------------ GPU
-
-def _gpu_ready() -> bool:
-    try:
-        if not torch.cuda.is_available():
-            return False
-        from tilec.runtime.cuda import cuda_available
-
-        return cuda_available()
-    except Exception:  # noqa: BLE001
-        return False
-
-
 
 
 @pytest.mark.gpu

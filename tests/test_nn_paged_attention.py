@@ -15,6 +15,7 @@ import pytest
 from tilec.nn.kv_cache import PAGE, FP4KVCache, compress_kv, slots_for
 from tilec.nn.paged_attention import paged_attention_decode
 from test_nn_kv_cache import decode_f64
+from gpu_support import torch_cuda_ready as _gpu_ready
 
 NAN_CODE = {"mx": 0xFF, "nv": 0x7F}
 
@@ -136,17 +137,6 @@ def test_simulated_gpu_lowering(monkeypatch, target, fmt, variant):
     out = paged_attention_decode(q, cache, pt, lens, variant=variant)
     assert calls == ["_paged_decode" if variant == "per_q_head" else "_paged_decode_gqa"]
     np.testing.assert_allclose(out.astype(np.float64), reference(q, cache, pt, lens), atol=2e-3, rtol=2e-3)
-
-
-def _gpu_ready() -> bool:
-    try:
-        import torch
-
-        from tilec.runtime.cuda import cuda_available
-
-        return torch.cuda.is_available() and cuda_available()
-    except Exception:  # noqa: BLE001
-        return False
 
 
 @pytest.mark.gpu

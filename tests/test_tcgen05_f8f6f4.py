@@ -220,6 +220,14 @@ def test_subbyte_matmul_that_tcgen05_cannot_take_names_the_reason():
     assert "sm_100a" in msg and "f4E2M1FN" in msg and "kind::f8f6f4" in msg and "M % 64" in msg
 
 
+def test_mixed_subbyte_pair_tcgen05_cannot_take_names_the_reason_not_the_cast():
+    """e2m1 x e5m2 reaches the matmul through the front end's promoting casts; the error is
+    still about the matmul (BN = 512 is over tcgen05's N <= 256), not about a cast."""
+    kernel, args, _, _ = _case("e2m1", "e5m2", 128, 512, 64, 128, 512, 32, False)
+    msg = _compile_error(kernel, args, "sm_100a")
+    assert "`tile.matmul`" in msg and "kind::f8f6f4" in msg and "tile.cast" not in msg
+
+
 # ---------------------------------------------------------------------------- TMA ALIGN16B types
 
 

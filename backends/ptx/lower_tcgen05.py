@@ -193,8 +193,13 @@ KERNEL_HOOKS.append(plan_kernel)
 
 def _no_subbyte_fallback(em: KernelEmitter, op: T.MatmulOp, why: str) -> None:
     """fp4 / fp6 matmuls have no lowering but tcgen05 kind::f8f6f4: say why it did not apply."""
-    d = dtype_of(op.lhs.type)
-    if d not in SUBBYTE_KINDS:
+    def source_dtype(v):   # the front end promotes mixed pairs with a cast (e2m1 x e5m2 -> f16 x f16)
+        while isinstance(v.owner, T.CastOp):
+            v = v.owner.operands[0]
+        return dtype_of(v.type)
+
+    d = next((x for x in map(source_dtype, (op.lhs, op.rhs)) if x in SUBBYTE_KINDS), None)
+    if d is None:
         return
     if not fp8_enabled():
         why = "TILEC_PTX_TCGEN05_FP8=0 turns kind::f8f6f4 off"
