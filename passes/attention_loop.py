@@ -75,6 +75,25 @@ def _in_registers(o: Operation, body: Block) -> bool:
                and not (isinstance(x, BlockArgument) and x.block is body))
 
 
+def _offsets_of_counter(load: T.LoadOp, body: Block) -> bool:
+    """The offsets of `load` are pure scalar math on the loop counter and values from outside
+    the loop: the TMA producer recomputes them for iterations ahead (not from carried values)."""
+    todo, seen = list(load.offsets), set()
+    while todo:
+        v = todo.pop()
+        if isinstance(v, BlockArgument) and v.block is body:
+            if v.index != 0:
+                return False
+            continue
+        o = v.owner
+        if isinstance(o, Operation) and o.parent_block() is body and o not in seen:
+            if not is_scalar_pure(o):
+                return False
+            seen.add(o)
+            todo.extend(o.operands)
+    return True
+
+
 @dataclass
 class AttentionLoop:
     loop: scf.ForOp
@@ -113,7 +132,8 @@ def match_attention_loop(loop: scf.ForOp) -> AttentionLoop | None:
     if not isinstance(perm, T.PermuteOp) or tuple(T._get_ints(perm.perm)) != (1, 0) or nuses(perm.result) != 1:
         return None
     k, v = _tile_load(perm.source), _tile_load(o_mm.rhs)
-    if k is None or v is None or any(o.parent_block() is not body for o in (k[0], v[0])):
+    if k is None or v is None or any(o.parent_block() is not body or not _offsets_of_counter(o, body)
+                                     for o in (k[0], v[0])):
         return None
     elt = q[0].tensor.type.element_type
     if not (k[0].tensor.type.element_type == v[0].tensor.type.element_type == elt == o_mm.lhs.type.element_type):

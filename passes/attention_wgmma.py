@@ -127,7 +127,8 @@ def _store_from_registers(view: SSAValue, rewriter: PatternRewriter) -> None:
                 and all(d == 1 for d in use.result.type.get_shape()[:-2]):
             drop.append(use)
             v = use.result
-        elif isinstance(use, T.CastOp) and dt.from_ir(use.result.type.element_type) in (dt.float16, dt.bfloat16):
+        elif isinstance(use, T.CastOp) and dt.from_ir(use.result.type.element_type) in (dt.float16, dt.bfloat16) \
+                and not any(isinstance(o, T.CastOp) for o in drop):     # one rounding only (f32 -> f16 -> bf16 is two)
             drop.append(use)
             v = use.result
         else:

@@ -79,6 +79,20 @@ def match_matmul_k_loop(loop, instruction: str, operand_load):
     return mm, a, b
 
 
+def multiple_of(v: SSAValue, m: int) -> bool:
+    """Whether the i32 index `v` is provably a multiple of `m` (constants, products, sums)."""
+    c = const_int(v)
+    if c is not None:
+        return c % m == 0
+    o = v.owner
+    name = getattr(o, "name", "")
+    if name in ("tile.mul", "arith.muli"):
+        return multiple_of(o.operands[0], m) or multiple_of(o.operands[1], m)
+    if name in ("tile.add", "tile.sub", "arith.addi", "arith.subi"):
+        return multiple_of(o.operands[0], m) and multiple_of(o.operands[1], m)
+    return False
+
+
 def is_div16(tensor: SSAValue) -> bool:
     """Whether `tensor` is a kernel argument marked `{tile.div16}` (usable by TMA)."""
     if not isinstance(tensor, BlockArgument):

@@ -65,7 +65,7 @@ from xdsl.rewriter import InsertPoint
 from tilec.dialects import tgpu as G
 from tilec.dialects.tile import BINARY_OP_CLASSES, CmpOp, LoadOp, MatmulOp, SplatOp
 
-from .ir_queries import NUM_WARPS_ATTR, const_int, func_of, is_div16, is_scalar_pure, match_matmul_k_loop, nuses
+from .ir_queries import NUM_WARPS_ATTR, func_of, is_div16, is_scalar_pure, match_matmul_k_loop, multiple_of, nuses
 from .promote_smem import _store_epilogue
 
 DEFAULT_STAGES = 3
@@ -98,20 +98,6 @@ def warp_grid(bm: int, bn: int) -> tuple[int, int] | None:
             return None
     wm, wn = bm // tm, bn // tn
     return (wm, wn) if wm * wn in (4, 8) else None
-
-
-def multiple_of(v: SSAValue, m: int) -> bool:
-    """Whether the i32 index `v` is provably a multiple of `m` (constants, products, sums)."""
-    c = const_int(v)
-    if c is not None:
-        return c % m == 0
-    o = v.owner
-    name = getattr(o, "name", "")
-    if name in ("tile.mul", "arith.muli"):
-        return multiple_of(o.operands[0], m) or multiple_of(o.operands[1], m)
-    if name in ("tile.add", "tile.sub", "arith.addi", "arith.subi"):
-        return multiple_of(o.operands[0], m) and multiple_of(o.operands[1], m)
-    return False
 
 
 @dataclass
@@ -182,6 +168,8 @@ class PipelineMmaKLoop(RewritePattern):
         f = func_of(loop)
         splat, grid = _splat(loop), warp_grid(bm, bn)
         tiled = splat is not None and grid is not None and not self.strips
+        if not tiled and bm not in (64, 128):
+            return      # warp strips (`!tgpu.acc`) need BM in {64, 128}: the register path
         warps = grid[0] * grid[1] if tiled else bm // 16
         have = f.attributes.get(NUM_WARPS_ATTR)
         if have is not None and have.value.data != warps:

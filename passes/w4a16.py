@@ -8,11 +8,13 @@ that the PTX backend lowers to a cp.async ring + register decode + mma.sync pipe
 
 Input invariant:
   - canonicalised tile IR; the loop is `scf.for %k = %lb to %ub step 1` with one carried
-    2-D f32 tile `acc` and a body of exactly: the loads `X[xr, k*BK]` ([BM, BK] f16/bf16),
+    2-D f32 tile `acc` and a body of exactly: the zero-padded loads `X[xr, k*BK]` ([BM, BK] f16/bf16),
     `WQ[wr, k*BK]` ([BN, BK] e2m1) and `WS[wr, k*(BK/block)]` (MX e8m0 / 32 or NV e4m3 / 16),
     `tile.dequantize` to X's dtype, its transpose, `tile.matmul x, w^T, acc` and index math;
     `xr`, `wr` are defined outside the loop.
   - BK in (128, 256), BM in (8, 16, 24, 32) tokens, BN in (16, 32, 64, 128) weight rows.
+  - K (the inner extent of X and WQ) a multiple of BK, as `w4a16.mma_loop` requires: NOT
+    checked (K is a run-time value); other K make misaligned cp.async addresses.
 Output IR:
   - the loop is gone; `w4a16.mma_loop` yields the final accumulator.  Loops that do not
     match are left as they are.  The kernel's `num_warps` must be a multiple of BN / 16:
@@ -96,8 +98,8 @@ def match_loop(loop: scf.ForOp) -> dict | None:
     if not isinstance(deq, T.DequantizeOp) or nuses(deq.result) != 1:
         return None
     xl, ql, sl = mm.lhs.owner, deq.source.owner, deq.scales.owner
-    if not all(isinstance(o, T.LoadOp) and nuses(o.result) == 1 for o in (xl, ql, sl)):
-        return None
+    if not all(isinstance(o, T.LoadOp) and nuses(o.result) == 1 and o.padding.value.data == 0.0 for o in (xl, ql, sl)):
+        return None     # the lowering zero-fills rows past M / N
     block = deq.block.value.data
     (bm, bk), (bn, bk2) = xl.result.type.get_shape(), ql.result.type.get_shape()
     if _ename(mm.lhs) not in ACT_TYPES or _ename(deq.result) != _ename(mm.lhs) or _ename(deq.source) != "f4E2M1FN" \

@@ -313,3 +313,101 @@ def test_fast_path_packs_the_fp4_data_pointer_and_logical_dims(monkeypatch):
     for args, ok in variants:
         assert fast(args) is ok, args
     fp4_widen._plans.clear()
+
+
+def test_gpu_fp4_tensor_over_non_contiguous_bytes_is_refused(monkeypatch):
+    """An FP4Tensor over a strided GPU uint8 view: the kernel reads contiguous packed rows, so
+    the launch must refuse it (LaunchError), not read the wrong bytes."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    import tilec.runtime.cuda as cuda
+    import tilec.runtime.launch as launch
+
+    fake = _FakeDriverLauncher()
+    monkeypatch.setattr(launch, "is_device_array",
+                        lambda a: isinstance(a, torch.Tensor) or isinstance(getattr(a, "packed", None), torch.Tensor))
+    monkeypatch.setattr(launch, "_launcher", lambda artifact, device: fake)
+    monkeypatch.setattr(cuda, "current_device", lambda: {"ordinal": 0, "cc": (9, 0)})
+    strided = torch.zeros(2, 64, dtype=torch.uint8)[:, ::2]          # [2, 32] bytes, row pitch 64
+    assert not strided.is_contiguous()
+    q, y = ct.fp4_tensor(strided, (2, 64)), torch.zeros(2, 64)
+    with pytest.raises(ct.LaunchError, match="contiguous"):
+        fp4_widen[(2,)](q, y, 32)
+    assert not fake.calls and not fake.launches
+    fp4_widen._plans.clear()
+
+
+class _PackingFakeLauncher(_FakeDriverLauncher):
+    """Packs a dim of 2^32 like `tilec.runtime.cuda.PackedArgs` does (dims are u32): struct.error."""
+
+    def _check(self, values):
+        import struct
+
+        if 2**32 in values:
+            raise struct.error("'I' format requires 0 <= number <= 4294967295")
+
+    def fast_parts(self, dims):
+        pack, buf, off, launch = super().fast_parts(dims)
+        return (lambda b, o, *values: (self._check(values), pack(b, o, *values))), buf, off, launch
+
+    def __call__(self, dims, *values):
+        self._check(values)
+        super().__call__(dims, *values)
+
+
+def test_a_dim_past_32_bits_on_a_cached_plan_is_a_launch_error(monkeypatch):
+    """After a plan exists for a signature, a launch of that signature with a dim >= 2^32 must
+    give the LaunchError the first launch gives ("does not fit 32 bits"), not a raw struct.error
+    from packing the argument buffer."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    import tilec.runtime.cuda as cuda
+    import tilec.runtime.launch as launch
+
+    tiny_add._plans.clear()
+    fake = _PackingFakeLauncher()
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True), raising=False)
+    monkeypatch.setattr(launch, "is_device_array", lambda a: isinstance(a, torch.Tensor))
+    monkeypatch.setattr(launch, "_launcher", lambda artifact, device: fake)
+    monkeypatch.setattr(cuda, "current_device", lambda: {"ordinal": 0, "cc": (9, 0)})
+    x, y, z = (torch.zeros(256) for _ in range(3))
+    artifact, _ = tiny_add.compile_for((x.numpy(), y.numpy(), z.numpy(), 0.5, 128), "sm_90a")
+    launcher = tiny_add[(2,)]
+    launcher._fast = None
+    launcher._remember_plan((x, y, z, 0.5, 128), artifact, "sm_90a")
+    launcher(x, y, z, 0.5, 128)                      # the plan, which builds the fast function
+    launcher(x, y, z, 0.5, 128)                      # the fast function
+    assert len(fake.calls) == 1 and len(fake.launches) == 1
+    big, ym, zm = (torch.empty(n, device="meta") for n in (2**32, 256, 256))   # no memory; same signature
+    assert tiny_add.launch_signature((big, ym, zm, 0.5, 128)) == tiny_add.launch_signature((x, y, z, 0.5, 128))
+    with pytest.raises(ct.LaunchError, match="32 bits"):
+        launcher(big, ym, zm, 0.5, 128)
+    assert len(fake.calls) == 1 and len(fake.launches) == 1
+    tiny_add._plans.clear()
+
+
+def test_an_error_on_a_cached_plan_surfaces_as_itself(monkeypatch):
+    """A LaunchError raised by a cached plan (here: the CPU interpreter on the second launch of a
+    signature) reaches the caller as that LaunchError, not as an UnboundLocalError of the launch code."""
+    import pytest
+
+    import tilec.backends.cpu.interpreter as interp
+
+    real, calls = interp.run_kernel, []
+
+    def run_kernel(*a, **k):
+        calls.append(1)
+        if len(calls) > 1:
+            raise ct.LaunchError("boom from the plan")
+        return real(*a, **k)
+
+    monkeypatch.setattr(interp, "run_kernel", run_kernel)
+    axpy._plans.clear()
+    x, y = np.arange(64, dtype=np.float32), np.ones(64, np.float32)
+    axpy[(2,)](x, y, 2.0, 32)                      # compiles, runs, keeps a plan
+    assert len(axpy._plans) == 1
+    with pytest.raises(ct.LaunchError, match="boom from the plan"):
+        axpy[(2,)](x, y, 2.0, 32)                  # the plan
+    axpy._plans.clear()

@@ -60,6 +60,19 @@ def test_quantize_fp4_rejects_ragged_blocks():
         quantize_fp4(np.zeros((4, 64), np.float32), "int4")
 
 
+def test_quantize_fp4_rejects_a_global_scale_that_zeroes_or_poisons_the_tensor():
+    """NV's per-tensor scale multiplies every value: 0 (or one that underflows float32), NaN or
+    inf (an inf in the input makes amax inf) would turn the whole tensor into zeros / NaN."""
+    x = np.ones((2, 32), np.float32)
+    for g in (0.0, -1.0, 1e-60, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="global_scale"):
+            quantize_fp4(x, "nv", global_scale=g)
+    x[0, 0] = np.inf
+    with pytest.raises(ValueError, match="global_scale"):
+        quantize_fp4(x, "nv")
+    assert quantize_fp4(np.zeros((2, 32), np.float32), "nv").global_scale == 1.0     # all zeros: 1.0
+
+
 def reference(layer, x):
     y = x.double().cpu().numpy() @ layer.dequantized_weight().T
     if layer.bias is not None:

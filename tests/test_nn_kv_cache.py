@@ -109,6 +109,20 @@ def test_bad_shapes_raise():
         FP4KVCache.empty(2, 2, 40, "mx")
 
 
+def test_slots_outside_the_cache_are_refused():
+    """A slot past the cache's num_pages * 64 (or negative, an unallocated page table entry
+    of -1): the kernels' bounds checks would drop the write / read padding silently."""
+    cache = FP4KVCache.empty(2, 2, 64, "mx")
+    k = np.zeros((2, 2, 64), np.float16)
+    for bad in ([0, 2 * PAGE], [-1, 3]):
+        slots = np.array(bad, np.int32)
+        with pytest.raises(ValueError, match="slot"):
+            compress_kv(k, k, cache, slots)
+        with pytest.raises(ValueError, match="slot"):
+            decompress_kv(cache, slots)
+    compress_kv(k, k, cache, np.array([0, 2 * PAGE - 1], np.int32))     # the last slot is fine
+
+
 @pytest.mark.parametrize("target,fmt", [("sim:sm_90a", "mx"), ("sim:sm_90a", "nv"), ("sim:sm_100a", "mx"),
                                         ("sim:sm_100a", "nv"), ("sim:sm_80", "mx")])
 def test_simulated_gpu_lowering(monkeypatch, target, fmt):

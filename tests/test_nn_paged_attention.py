@@ -120,6 +120,35 @@ def test_bad_arguments():
         paged_attention_decode(np.zeros((1, 2, 32), np.float16), cache, pt, lens)
 
 
+def test_page_tables_and_lengths_outside_the_cache_are_refused():
+    """Host page tables / lengths that would make the kernel read outside what the sequence owns
+    (a page index past the cache or -1 inside the sequence, a length past the page table, a
+    length of 0) are refused: the kernel's bounds checks would read zeros (or page 0) silently."""
+    rng = np.random.default_rng(0)
+    q, cache, pt, lens, _, _ = build(rng, [65, 10], 2, 2, 64, "mx")
+    paged_attention_decode(q, cache, pt, lens)                           # valid
+    bad_page = pt.copy()
+    bad_page[0, 1] = -1                                                  # inside sequence 0's 65 tokens
+    too_far = pt.copy()
+    too_far[1, 0] = cache.num_pages
+    for table, n, what in [(bad_page, lens, "page"), (too_far, lens, "page"),
+                           (pt, np.array([65, 64 * pt.shape[1] + 1], np.int32), "seq_lens"),
+                           (pt, np.array([65, 0], np.int32), "seq_lens")]:
+        with pytest.raises(ValueError, match=what):
+            paged_attention_decode(q, cache, table, n)
+
+
+def test_out_of_the_wrong_shape_is_refused():
+    """A preallocated `out` that is not [batch, heads_q, D]: the kernel's stores would be clipped
+    to it silently (part of the answer missing), so the call refuses it."""
+    cache = FP4KVCache.empty(2, 2, 64, "mx")
+    pt, lens = np.zeros((1, 1), np.int32), np.ones(1, np.int32)
+    q = np.zeros((1, 2, 64), np.float16)
+    for shape in [(1, 2, 32), (1, 1, 64), (2, 2, 64)]:
+        with pytest.raises(ValueError, match="out"):
+            paged_attention_decode(q, cache, pt, lens, out=np.zeros(shape, np.float16))
+
+
 @pytest.mark.parametrize("target,fmt,variant", [("sim:sm_90a", "mx", "per_q_head"), ("sim:sm_90a", "mx", None),
                                                 ("sim:sm_90a", "nv", None), ("sim:sm_100a", "nv", None),
                                                 ("sim:sm_80", "mx", "per_q_head")])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import struct
 import threading
 from dataclasses import dataclass
 
@@ -279,8 +280,13 @@ class Launcher:
                     plan(args)
                 except TilecError as e:
                     raise e.with_traceback(None) from e.__cause__
-                self._set_fast(plan, args)
-                return
+                except (OverflowError, struct.error):
+                    if getattr(plan, "fast", None) is None:   # not a GPU plan (which packs before launching)
+                        raise
+                    plan = None       # a dim >= 2^32...: nothing launched; the general path says what
+                if plan is not None:
+                    self._set_fast(plan, args)
+                    return
         try:
             options = self.options
             if kwargs and ("num_stages" in kwargs or "num_warps" in kwargs):
@@ -307,7 +313,8 @@ class Launcher:
             if options is self.options:
                 self._remember_plan(args, artifact, target)
         except Exception as e:
-            from tilec.errors import TilecError
+            # (TilecError is the module's: a local import here would make the name local to the
+            # whole method, and the `except TilecError` clauses above an UnboundLocalError)
             if isinstance(e, TilecError):
                 raise e.with_traceback(None) from e.__cause__
             raise

@@ -145,6 +145,22 @@ def _hi_pred(em: KernelEmitter, info: TensorInfo, pred, inner):
     return _and(em, pred, _lt(em, nxt, n))
 
 
+def _require_whole_bytes(em: KernelEmitter, op, what: str) -> None:
+    """fp4 tiles start on whole bytes (an even innermost offset), as on the CPU backend.
+    An offset not provably even (`ir_queries.multiple_of`) gets a run-time check that
+    traps, instead of reading or writing the neighbouring nibble."""
+    from tilec.passes.ir_queries import multiple_of
+
+    if multiple_of(op.offsets[-1], 2):
+        return
+    off = em.get(op.offsets[-1]).regs[0]
+    t, p = em.new("r"), em.new("p")
+    em.comment(f"{what}: an fp4 tile must start at an even innermost offset (whole bytes)")
+    em.ins(f"and.b32 {t}, {em.as_reg(off)}, 1")
+    em.ins(f"setp.ne.u32 {p}, {t}, 0")
+    em.ins(f"@{p} trap")
+
+
 def lower_load(em: KernelEmitter, op: T.LoadOp) -> None:
     """`tile.load` from an fp4 or ue8m0 tensor (canonical layout, f32 registers)."""
     info = em.tensors[op.tensor]
@@ -157,6 +173,8 @@ def lower_load(em: KernelEmitter, op: T.LoadOp) -> None:
     code = _pad_code(d, pad)
     if d is FP4 and (not shape or shape[-1] % 2):
         raise em.unsupported("tile.load", d, "an fp4 tile needs an even innermost size")
+    if d is FP4:
+        _require_whole_bytes(em, op, "tile.load")
     if layout.vec == 4 and shape[-1] % 4 == 0:
         em.set(op.result, Val(d, layout, _chunked_load(em, op, info, offsets, layout, check, code)))
         return
@@ -311,6 +329,8 @@ def lower_store(em: KernelEmitter, op: T.StoreOp) -> None:
     if d is FP4 and (not layout.shape or layout.shape[-1] % 2 or layout.vec % 2):
         raise em.unsupported("tile.store", d, "an fp4 tile store needs an even innermost size and a "
                                               "multiple of 4 elements")
+    if d is FP4:
+        _require_whole_bytes(em, op, "tile.store")
     if d is E8M0 and src is not E8M0:
         raise em.unsupported("tile.store", d, "store ct.quantize's float8_e8m0fnu scales (other values "
                                               "are not rounded to ue8m0)")

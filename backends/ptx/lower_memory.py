@@ -281,10 +281,14 @@ def lower_load(em: KernelEmitter, op: T.LoadOp) -> None:
 
 
 def _never_written(em: KernelEmitter, tensor) -> bool:
-    """No `tile.store` (plain or atomic) in the kernel writes `tensor`: every thread may read
-    an element of it, not only the one a store would have ordered it after."""
+    """No `tile.store` (plain or atomic) in the kernel writes `tensor`, nor a store the passes
+    made of one (`tgpu.store_fragment`, `tgpu.mma_acc_store`): every thread may read an element
+    of it, not only the one a store would have ordered it after."""
+    from tilec.dialects import tgpu as G
+
     def scan():
-        return not any(isinstance(o, T.StoreOp) and o.tensor == tensor for o in em.func.walk())
+        return not any(isinstance(o, (T.StoreOp, G.StoreFragmentOp, G.MmaAccStoreOp)) and o.tensor == tensor
+                       for o in em.func.walk())
     return em.memo(("never_written", tensor), scan)
 
 

@@ -159,6 +159,8 @@ def lower_mma_acc_store(em: KernelEmitter, op: G.MmaAccStoreOp) -> None:
     em.ins(f"setp.gt.u32 {p}, {x}, {rows}")
     em.ins(f"add.u32 {x}, {c0}, {n}")
     em.ins(f"setp.gt.or.u32 {p}, {x}, {cols}, {p}")
+    em.ins(f"setp.lt.or.s32 {p}, {em.as_reg(r0)}, 0, {p}")      # a negative offset wraps the sums above
+    em.ins(f"setp.lt.or.s32 {p}, {em.as_reg(c0)}, 0, {p}")
     em.ins(f"or.b32 {par}, {c0}, {cols}")
     em.ins(f"and.b32 {par}, {par}, 1")
     em.ins(f"setp.ne.or.u32 {p}, {par}, 0, {p}")

@@ -541,9 +541,11 @@ def lower_store_fragment(em: KernelEmitter, op: G.StoreFragmentOp) -> None:
         t, p = em.new("r"), em.new("p")
         em.ins(f"add.u32 {t}, {r0}, {m}")
         em.ins(f"setp.gt.u32 {p}, {t}, {M}")
+        em.ins(f"setp.lt.or.s32 {p}, {em.as_reg(r0)}, 0, {p}")     # a negative offset wraps the sum
         em.ins(f"@{p} bra {partial}")
         em.ins(f"add.u32 {t}, {c0}, {n}")
         em.ins(f"setp.gt.u32 {p}, {t}, {Nd}")
+        em.ins(f"setp.lt.or.s32 {p}, {em.as_reg(c0)}, 0, {p}")
         em.ins(f"@{p} bra {partial}")
         em.ins(f"and.b32 {t}, {c0}, 1")
         em.ins(f"setp.ne.u32 {p}, {t}, 0")

@@ -192,6 +192,19 @@ def _check_tokens(name: str, x, heads: int, head_dim: int) -> None:
                          f"got {list(x.shape)}")
 
 
+def _check_slots(slots, cache: FP4KVCache) -> None:
+    """Slots of host arrays (numpy, CPU torch) must lie in the cache: the kernels' bounds checks
+    would otherwise drop the write / read zeros silently.  (CUDA slots are not read back: that
+    would synchronise every decode step.)"""
+    if _is_cuda(slots) or not int(slots.shape[0]):
+        return
+    s = np.asarray(host_view(slots))
+    lo, hi, n = int(s.min()), int(s.max()), cache.num_pages * PAGE
+    if lo < 0 or hi >= n:
+        raise ValueError(f"cache slot {lo if lo < 0 else hi} is outside the cache's {n} slots "
+                         f"({cache.num_pages} pages of {PAGE})")
+
+
 def compress_kv(k, v, cache: FP4KVCache, slots) -> None:
     """Quantize `k`, `v` ([tokens, heads, D], fp16 / bf16 / f32) into `cache` at `slots`
     (int32 [tokens], `slots_for`): token i's head h goes to page `slots[i] // 64`, row
@@ -204,6 +217,7 @@ def compress_kv(k, v, cache: FP4KVCache, slots) -> None:
                          f"{int(k.shape[0])}, {int(v.shape[0])}, {int(slots.shape[0])}")
     if n == 0:
         return
+    _check_slots(slots, cache)
     kp, vp, ks, vs = cache.kernel_args()
     _compress[(n,)](host_view(k), host_view(v), host_view(slots), kp, vp, ks, vs, cache.heads, cache.head_dim,
                     cache.block, cache.fmt == "nv")
@@ -221,6 +235,7 @@ def decompress_kv(cache: FP4KVCache, slots, dtype="float16"):
         npd = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32}[dtype]
         k, v = (np.empty(shape, npd) for _ in range(2))
     if n:
+        _check_slots(slots, cache)
         kp, vp, ks, vs = cache.kernel_args()
         _decompress[(n,)](kp, vp, ks, vs, host_view(slots), host_view(k), host_view(v), cache.heads,
                           cache.head_dim, cache.block)

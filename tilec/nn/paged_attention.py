@@ -116,6 +116,34 @@ def _shares_kv(group: int, variant: str | None) -> bool:
     return fits and variant != "per_q_head"
 
 
+def _check_pages(page_table, seq_lens, cache: FP4KVCache) -> None:
+    """Host page tables and lengths (numpy, CPU torch) must stay inside the cache: each length
+    >= 1 and within the table's pages, each page a sequence reads in [0, num_pages) (the
+    kernels' bounds checks would otherwise read zeros or page 0 silently).  CUDA tensors are
+    not read back: that would synchronise every decode step."""
+    from .kv_cache import _is_cuda
+
+    if _is_cuda(page_table) or _is_cuda(seq_lens):
+        return
+    import numpy as np
+
+    lens = np.asarray(host_view(seq_lens)).astype(np.int64)
+    table = np.asarray(host_view(page_table))
+    if not lens.size:
+        return
+    if lens.min() < 1:
+        raise ValueError(f"seq_lens must be >= 1, got {int(lens.min())}")
+    need = (lens + PAGE - 1) // PAGE
+    if need.max() > table.shape[1]:
+        raise ValueError(f"seq_lens {int(lens.max())} needs {int(need.max())} pages, the page_table has "
+                         f"{table.shape[1]} per sequence")
+    used = table[np.arange(table.shape[1])[None, :] < need[:, None]]
+    if used.min() < 0 or used.max() >= cache.num_pages:
+        bad = int(used.min()) if used.min() < 0 else int(used.max())
+        raise ValueError(f"page_table holds page {bad} for a sequence's tokens, outside the cache's "
+                         f"{cache.num_pages} pages")
+
+
 def paged_attention_decode(q, cache: FP4KVCache, page_table, seq_lens, scale: float | None = None, out=None,
                            num_warps: int | None = None, variant: str | None = None):
     """Attention of one new query token per sequence over its FP4 KV pages (module docstring);
@@ -137,6 +165,8 @@ def paged_attention_decode(q, cache: FP4KVCache, page_table, seq_lens, scale: fl
                          f"{list(page_table.shape)} and {list(seq_lens.shape)}")
     if scale is None:
         scale = 1.0 / math.sqrt(d)
+    if out is not None and tuple(int(n) for n in out.shape) != (batch, hq, d):
+        raise ValueError(f"out must be [{batch}, {hq}, {d}] like q, got {list(out.shape)}")
     if out is None:
         if _is_torch(q):
             import torch
@@ -147,6 +177,7 @@ def paged_attention_decode(q, cache: FP4KVCache, page_table, seq_lens, scale: fl
 
             out = np.empty_like(q)
     if batch:
+        _check_pages(page_table, seq_lens, cache)
         kp, vp, ks, vs = cache.kernel_args()
         args = (host_view(q), kp, vp, ks, vs, host_view(page_table), host_view(seq_lens), host_view(out),
                 float(scale), d, cache.block)

@@ -94,10 +94,14 @@ def quantize_fp4(x, scale: str = "mx", global_scale: float | None = None) -> FP4
     rows = math.prod(shape[:-1])
     g = None
     if scale == "nv":
-        if global_scale is None:
+        auto = global_scale is None
+        if auto:
             amax = float(x.abs().max()) if _is_torch(x) else float(np.max(np.abs(_to_numpy(x).astype(np.float32))))
             global_scale = amax / (E2M1_MAX * E4M3_MAX) if amax > 0 else 1.0
         g = float(np.float32(global_scale))
+        if not (math.isfinite(g) and g > 0):   # every value is e2m1 * scale * g: 0 / NaN / inf ruin them all
+            raise ValueError(f"quantize_fp4: the NV global_scale must be a positive finite float32, got {g}"
+                             + (" (amax(|x|) / 2688 of this input: inf, or too small for float32)" if auto else ""))
     grid = (ct.cdiv(max(rows, 1), BLOCK_ROWS), ct.cdiv(k, BLOCK_COLS))
     if _is_torch(x) and x.device.type == "cuda":
         import torch

@@ -109,12 +109,16 @@ def device_array(a) -> DeviceArray:
 
     A `tilec.fp4.FP4Tensor` over GPU data gives the pointer of its packed bytes with the
     tensor's logical shape and the fp4 dtype: an fp4 kernel parameter is the address of
-    the packed data plus the logical dims (its `strides` are not the packed ones)."""
+    the packed data plus the logical dims (its `strides` are not the packed ones; over
+    non-contiguous packed data it is not `c_contiguous`, so `Kernel.bind` refuses it)."""
     from tilec.fp4 import FP4Tensor
 
     if isinstance(a, FP4Tensor):
         packed = device_array(a.packed)
-        return DeviceArray(a, packed.ptr, a.shape, a.dtype, None, packed.device)
+        out = DeviceArray(a, packed.ptr, a.shape, a.dtype, None, packed.device)
+        if not packed.flags.c_contiguous:    # the kernel reads contiguous packed rows: `bind` refuses it
+            out.strides, out.flags = packed.strides, _Flags(False)
+        return out
     if type(a).__module__.startswith("torch"):
         item = a.element_size()
         return DeviceArray(a, a.data_ptr(), a.shape, _torch_np_dtype(a.dtype),
