@@ -29,6 +29,19 @@ def test_arg_specs():
     assert parse_arg_spec("i32") == ScalarSpec(dt.int32)
     assert parse_arg_spec("64") == ConstantSpec(64)
     assert parse_arg_spec("true") == ConstantSpec(True)
+    assert parse_arg_spec("f16[?,?]@16") == TensorSpec(dt.float16, (None, None), div16=True)
+
+
+def test_aligned_arg_specs_compile_the_path_an_aligned_launch_gets(capsys, tmp_path):
+    """`@16` tensors (what a launch sees for 16-byte aligned torch tensors) take the sm_90a
+    TMA + wgmma path; without it the matmul stays on registers (no TMA)."""
+    out = tmp_path / "mm.ptx"
+    base = ["compile", str(pathlib.Path(__file__).parents[1] / "examples" / "matmul.py"), "--kernel", "matmul_kernel", "--target", "sm_90a", "--emit", "ptx",
+            "--arg", "BM=128", "--arg", "BN=128", "--arg", "BK=64", "-o", str(out)]
+    assert main(base + ["--arg", "A=f16[?,?]@16", "--arg", "B=f16[?,?]@16", "--arg", "C=f32[?,?]@16"]) == 0
+    assert "cp.async.bulk.tensor" in out.read_text() and "wgmma.mma_async" in out.read_text()
+    assert main(base + ["--arg", "A=f16[?,?]", "--arg", "B=f16[?,?]", "--arg", "C=f32[?,?]"]) == 0
+    assert "cp.async.bulk.tensor" not in out.read_text()
 
 
 def test_emit_ir_after_canonicalize(capsys):

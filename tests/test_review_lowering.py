@@ -244,3 +244,19 @@ def test_fp4_tile_at_a_provably_even_offset_has_no_check():
              TensorSpec(dt.float32, (None, None)), ConstantSpec(32)]
     ptx = compile_kernel(fp4_tiles, specs, "sm_90a", CompileOptions()).gpu.ptx
     assert "trap" not in ptx
+
+
+@pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
+def test_kernel_needing_more_shared_memory_than_a_cta_has_is_a_compile_error(target, example):
+    """BM=128, BN=256, BK=256 f16 stages 192 KiB per stage pair: it could never launch."""
+    from tilec import dtypes as dt
+    from tilec.backends.ptx.emitter import LoweringError
+    from tilec.frontend.tracer import ConstantSpec, TensorSpec
+
+    kern = example("matmul").matmul_kernel
+    specs = [TensorSpec(dt.float16, (None, None), div16=True), TensorSpec(dt.float16, (None, None), div16=True),
+             TensorSpec(dt.float32, (None, None), div16=True), ConstantSpec(128), ConstantSpec(256),
+             ConstantSpec(256)]
+    with pytest.raises(LoweringError, match=r"needs \d+ B of shared memory, more than the \d+ B a CTA may use") as e:
+        compile_kernel(kern, specs, target, CompileOptions())
+    assert "matmul.py" in str(e.value)

@@ -6,6 +6,9 @@
 Argument types come from annotations (`ct.Constant[int]` needs a value, `int`/`float`
 scalars default to i32/f32) or from `--arg NAME=SPEC`, where SPEC is a tensor
 `f16[?,64]` (`?` = dynamic dim), a scalar dtype `i32`/`f32`, or a constant `64`/`true`.
+A tensor spec ending in `@16` (`f16[?,?]@16`) promises what a launch checks at run time:
+the base address and every row are 16-byte aligned (most torch tensors are), so the
+compile takes the same TMA / cp.async paths such a launch gets.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import re
 import sys
 
-_TENSOR = re.compile(r"^\s*([A-Za-z0-9_]+)\s*\[(.*)\]\s*$")
+_TENSOR = re.compile(r"^\s*([A-Za-z0-9_]+)\s*\[(.*)\]\s*(@16)?\s*$")
 
 
 def parse_arg_spec(text: str):
@@ -38,7 +41,7 @@ def parse_arg_spec(text: str):
                 dims.append(int(d))
             else:
                 raise TilecError(f"bad dimension '{d}' in --arg spec '{text}' (use an integer or ?)")
-        return TensorSpec(dtype, tuple(dims))
+        return TensorSpec(dtype, tuple(dims), div16=m.group(3) is not None)
     low = text.strip().lower()
     if low in ("true", "false"):
         return ConstantSpec(low == "true")
@@ -155,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", default="cpu", help="cpu | sm_80 | sm_90a | sm_100a (sm_100 is an alias)")
     c.add_argument("--emit", default="ir", choices=["tile", "ir", "ptx", "cubin"])
     c.add_argument("-o", "--output")
-    c.add_argument("--arg", action="append", metavar="NAME=SPEC", help="argument type, e.g. X=f16[?,64], BM=64")
+    c.add_argument("--arg", action="append", metavar="NAME=SPEC", help="argument type, e.g. X=f16[?,64], BM=64; X=f16[?,?]@16: 16-byte aligned base and rows")
     c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass to stderr")
     c.add_argument("--print-ir-after", action="append", metavar="PASS", help="print the IR after PASS to stderr")
     c.add_argument("--print-pipeline", action="store_true", help="print the target's pass pipeline and exit")

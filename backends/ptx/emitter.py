@@ -35,6 +35,9 @@ from .ptx_types import REG_DECL, reg_class
 
 #: target -> (PTX .version, numeric sm) ; sm_100a needs PTX ISA 8.6
 TARGETS = {"sm_80": ("8.0", 80), "sm_90a": ("8.0", 90), "sm_100a": ("8.6", 100)}
+#: the most shared memory one CTA of the target's architecture may use (the opt-in maximum:
+#: A100 163 KiB; H100 and B200 227 KiB).  Smaller parts (sm_86/sm_89: 99 KiB) are checked at load.
+SMEM_PER_CTA = {"sm_80": 163 * 1024, "sm_90a": 227 * 1024, "sm_100a": 227 * 1024}
 
 
 class LoweringError(CompileError):
@@ -424,8 +427,18 @@ class KernelEmitter:
         for emit in reversed(self._exit_code):
             emit()
         self.ins("ret")
+        self._check_smem(name)
         return PtxKernel(name, self.target, self.render(name), tuple(self.params), self.num_threads,
                          self.smem_bytes, self.grid_rank)
+
+    def _check_smem(self, name: str) -> None:
+        """A kernel that needs more shared memory than any CTA of the target may use could
+        never launch: say so at compile time, with the kernel's location."""
+        limit = SMEM_PER_CTA[self.target]
+        if self.smem_bytes > limit:
+            raise LoweringError(f"kernel `{name}` needs {self.smem_bytes} B of shared memory, more than the "
+                                f"{limit} B a CTA may use on `{self.target}`; use smaller tiles or fewer stages "
+                                f"(num_stages=)", source_loc(self.func))
 
     def render(self, name: str) -> str:
         version = getattr(self, "ptx_version", None) or TARGETS[self.target][0]   # an op may need a newer ISA
