@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from tilec import dtypes as dt
 from tilec.dialects import tgpu as G
 
+from . import numerics as N
 from .emitter import KernelEmitter, Val, lowers
 from .layout import Mma
 from .lower_cp_async import Ring, _stage_base, _sw, _warp_lane, acc_grid
@@ -165,16 +166,10 @@ def lower_mma_acc_store(em: KernelEmitter, op: G.MmaAccStoreOp) -> None:
     em.ins(f"and.b32 {par}, {par}, 1")
     em.ins(f"setp.ne.or.u32 {p}, {par}, 0, {p}")
     em.ins(f"@{p} bra {partial}")
-    ty = _TYPES.get(d)
     for s, dr, dc in _slots(t):
         a = em.new("rd")
         em.ins(f"mad.lo.u64 {a}, {pitch}, {dr // 8}, {addr}")
-        if d is dt.float32:
-            em.ins(f"st.global.v2.f32 [{a}+{dc * eb}], {{{regs[s]}, {regs[s + 1]}}}")
-        else:
-            h = em.new("r")
-            em.ins(f"cvt.rn.{ty}x2.f32 {h}, {regs[s + 1]}, {regs[s]}")
-            em.ins(f"st.global.b32 [{a}+{dc * eb}], {h}")
+        N.st_global_f32_pair(em, d, f"{a}+{dc * eb}", regs[s], regs[s + 1])
     em.ins(f"bra {done}")
     em.place(partial)
     for s, dr, dc in _slots(t):
@@ -187,12 +182,7 @@ def lower_mma_acc_store(em: KernelEmitter, op: G.MmaAccStoreOp) -> None:
             em.ins(f"add.u32 {cc}, {col}, {dc + e}")
             em.ins(f"setp.lt.u32 {q}, {rr}, {rows}")
             em.ins(f"setp.lt.and.u32 {q}, {cc}, {cols}, {q}")
-            if d is dt.float32:
-                em.ins(f"@{q} st.global.f32 [{a}+{(dc + e) * eb}], {regs[s + e]}")
-            else:
-                h = em.new("h")
-                em.ins(f"cvt.rn.{ty}.f32 {h}, {regs[s + e]}")
-                em.ins(f"@{q} st.global.b16 [{a}+{(dc + e) * eb}], {h}")
+            N.st_global_f32_as(em, d, f"{a}+{(dc + e) * eb}", regs[s + e], q)
     em.place(done)
 
 

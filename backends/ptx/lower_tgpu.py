@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from tilec import dtypes as dt
 from tilec.dialects import tgpu as G
 
+from . import numerics as N
 from .descriptors import Sm90SmemDescriptor, Sm90Swizzle
 from .emitter import KernelEmitter, KernelParam, Val, lowers
 from .layout import Mma
@@ -553,12 +554,7 @@ def lower_store_fragment(em: KernelEmitter, op: G.StoreFragmentOp) -> None:
         for i in range(n // 8):
             for h, base in ((0, addr), (1, addr8)):
                 lo, hi = frag.regs[4 * i + 2 * h], frag.regs[4 * i + 2 * h + 1]
-                if d is dt.float32:
-                    em.ins(f"st.global.v2.f32 [{base}+{32 * i}], {{{lo}, {hi}}}")
-                else:
-                    packed = em.new("r")
-                    em.ins(f"cvt.rn.{_TYPES[d]}x2.f32 {packed}, {hi}, {lo}")
-                    em.ins(f"st.global.b32 [{base}+{16 * i}], {packed}")
+                N.st_global_f32_pair(em, d, f"{base}+{8 * eb * i}", lo, hi)
         em.ins(f"bra.uni {done}")
     em.place(partial)
     prow = []
@@ -575,14 +571,7 @@ def lower_store_fragment(em: KernelEmitter, op: G.StoreFragmentOp) -> None:
             for h, base in ((0, addr), (1, addr8)):
                 p = em.new("p")
                 em.ins(f"and.pred {p}, {pc}, {prow[h]}")
-                x = frag.regs[4 * i + 2 * h + q]
-                off = (8 * i + q) * eb
-                if d is dt.float32:
-                    em.ins(f"@{p} st.global.f32 [{base}+{off}], {x}")
-                else:
-                    hreg = em.new("h")
-                    em.ins(f"cvt.rn.{_TYPES[d]}.f32 {hreg}, {x}")
-                    em.ins(f"@{p} st.global.b16 [{base}+{off}], {hreg}")
+                N.st_global_f32_as(em, d, f"{base}+{(8 * i + q) * eb}", frag.regs[4 * i + 2 * h + q], p)
     em.place(done)
 
 
@@ -670,7 +659,6 @@ def lower_mask(em: KernelEmitter, op: G.MaskOp) -> None:
     """The result starts as `a`; unless `full`, the condition is computed (in `a`'s layout,
     recomputed from its index math where it can be) and `b` selected where it is false,
     all inside one uniform branch."""
-    from . import numerics as N
     from .lower_elementwise import operands, select
     from .ptx_types import reg_class
 

@@ -349,3 +349,28 @@ def pow_f32(em: KernelEmitter, x: str, y: str) -> str:
     em.ins(f"setp.eq.f32 {p_one}, {x}, {ONE}")             # 1 ** y == 1 (also for NaN y)
     em.ins(f"selp.f32 {out}, {ONE}, {out}, {p_one}")
     return out
+
+
+_HALF = {dt.float16: "f16", dt.bfloat16: "bf16"}
+
+
+def st_global_f32_pair(em: KernelEmitter, d: dt.DType, addr: str, lo: str, hi: str) -> None:
+    """Store two adjacent f32 accumulator values at `addr` (an address expression) as `d`:
+    `st.global.v2.f32`, or one `cvt.rn.{f16,bf16}x2.f32` and a 32-bit store."""
+    if d is dt.float32:
+        em.ins(f"st.global.v2.f32 [{addr}], {{{lo}, {hi}}}")
+        return
+    packed = em.new("r")
+    em.ins(f"cvt.rn.{_HALF[d]}x2.f32 {packed}, {hi}, {lo}")
+    em.ins(f"st.global.b32 [{addr}], {packed}")
+
+
+def st_global_f32_as(em: KernelEmitter, d: dt.DType, addr: str, x: str, pred: str) -> None:
+    """Store one f32 value at `addr` as `d` (f32, f16 or bf16, rounded to nearest even)
+    where `pred` holds."""
+    if d is dt.float32:
+        em.ins(f"@{pred} st.global.f32 [{addr}], {x}")
+        return
+    h = em.new("h")
+    em.ins(f"cvt.rn.{_HALF[d]}.f32 {h}, {x}")
+    em.ins(f"@{pred} st.global.b16 [{addr}], {h}")
