@@ -50,6 +50,12 @@ EXAMPLES = {
     "flash_attention": ("flash_attention_fwd", [_t(dt.float16, 4)] * 4 + [ScalarSpec(dt.float32), C(64), C(64),
                                                                          C(32), C(True)]),
 }
+#: examples whose kernels only sm_100a lowers (block-scaled FP4 MMA): the CLI test below takes them too
+SM100_ONLY_EXAMPLES = {
+    "fp4_matmul": ("fp4_matmul_kernel", [_t(dt.float4_e2m1fn, 2), _t(dt.float8_e8m0fnu, 2), _t(dt.float4_e2m1fn, 2),
+                                         _t(dt.float8_e8m0fnu, 2), _t(dt.float32, 2), ScalarSpec(dt.float32),
+                                         C(128), C(128), C(64), C(32)]),
+}
 
 
 @needs_ptxas
@@ -189,14 +195,14 @@ def _cli_arg(name, spec) -> str:
 
 
 @needs_ptxas
-@pytest.mark.parametrize("name", list(EXAMPLES))
+@pytest.mark.parametrize("name", list(EXAMPLES) + list(SM100_ONLY_EXAMPLES))
 def test_cli_compiles_every_example_for_sm_100(example, name, tmp_path):
     """`tilec compile examples/<each>.py --target sm_100 --emit ptx` writes PTX that
     `ptxas --gpu-name sm_100a` accepts."""
     from tilec.backends.ptx.ptxas import assemble
     from tilec.cli import main
 
-    kname, specs = EXAMPLES[name]
+    kname, specs = {**EXAMPLES, **SM100_ONLY_EXAMPLES}[name]
     kernel = getattr(example(name), kname)
     argv = ["compile", f"examples/{name}.py", "--kernel", kname, "--target", "sm_100", "--emit", "ptx",
             "-o", str(tmp_path / f"{name}.ptx")]
