@@ -51,7 +51,8 @@ def _name(t) -> str:
 class MmaLoopOp(IRDLOperation):
     """A weight-only FP4 K loop: `acc + sum_k X[x_row:+BM, k*BK:+BK] @ deq(WQ, WS)[w_row:+BN, k*BK:+BK]^T`
     for k in [lb, ub); result [BM, BN] f32 (the tile `acc` has).  Rows outside X or WQ read
-    as zero; the caller guarantees the K chunks lie inside the tensors (K % bk == 0).
+    as zero; K must be a multiple of bk (the lowering checks it: a compile error when K is
+    static, a trap at kernel entry when it is not).
 
     ```mlir
     %r = w4a16.mma_loop %X[%xr], %WQ, %WS[%wr], %lb to %ub, %acc {bk = 128 : i64, block = 32 : i64, stages = 4 : i64}

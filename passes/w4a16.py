@@ -13,8 +13,9 @@ Input invariant:
     `tile.dequantize` to X's dtype, its transpose, `tile.matmul x, w^T, acc` and index math;
     `xr`, `wr` are defined outside the loop.
   - BK in (128, 256), BM in (8, 16, 24, 32) tokens, BN in (16, 32, 64, 128) weight rows.
-  - K (the inner extent of X and WQ) a multiple of BK, as `w4a16.mma_loop` requires: NOT
-    checked (K is a run-time value); other K make misaligned cp.async addresses.
+  - K (the inner extent of X and WQ) a multiple of BK, as `w4a16.mma_loop` requires: a static
+    K that is not is a compile error, a run-time one traps at kernel entry (the lowering
+    checks it; partial chunks would make misaligned cp.async addresses).
 Output IR:
   - the loop is gone; `w4a16.mma_loop` yields the final accumulator.  Loops that do not
     match are left as they are.  The kernel's `num_warps` must be a multiple of BN / 16:

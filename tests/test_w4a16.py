@@ -239,3 +239,16 @@ def test_ptx_assembles(target, act, scale, block):
     art = compile_kernel(w4a16_f32, _specs(act, scale, 16, 64, 256, block), target)
     assert ("w4a16.mma_loop" in art.gpu.ptx) == (target != "sm_100a")
     assert len(art.cubin()) > 0
+
+
+@pytest.mark.parametrize("target", ["sim:sm_90a", "sim:sm_80"])
+def test_k_not_a_multiple_of_the_chunk_traps_at_entry(monkeypatch, target):
+    """The loop reads whole [*, BK] chunks: K = 192 with BK = 128 (the loop bound rounds down
+    to one chunk) would leave misaligned copies; it traps at kernel entry instead.  K = 256 runs."""
+    from tilec.backends.sim.errors import SimError
+
+    monkeypatch.setenv("TILEC_TARGET", target)
+    y, ref = run_f32(8, 64, 256, bm=8, bn=64, bk=128)
+    assert rel_err(y, ref) < 2e-6
+    with pytest.raises(SimError, match="trap"):
+        run_f32(8, 64, 192, bm=8, bn=64, bk=128)

@@ -139,6 +139,21 @@ class _Ring:
         return self.unit(self.w_units) + r * self.sb
 
 
+def _require_whole_chunks(em: KernelEmitter, k_dim, bk: int, d) -> None:
+    """The loop reads whole [*, bk] chunks with 16-byte cp.async copies: K must be a multiple
+    of bk.  A static K that is not is a compile error; a run-time one is checked once at
+    entry and traps (instead of misaligned copies past the rows)."""
+    if isinstance(k_dim, int):
+        if k_dim % bk:
+            raise em.unsupported("w4a16.mma_loop", d, f"K = {k_dim} is not a multiple of the chunk {bk}")
+        return
+    t, p = em.new("r"), em.new("p")
+    em.comment(f"w4a16.mma_loop: K must be a multiple of {bk}")
+    em.ins(f"rem.u32 {t}, {em.as_reg(k_dim)}, {bk}")
+    em.ins(f"setp.ne.u32 {p}, {t}, 0")
+    em.ins(f"@{p} trap")
+
+
 @lowers(MmaLoopOp)
 def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
     em.require_sm(80, "w4a16.mma_loop")
@@ -185,6 +200,7 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
     lb = em.new("r")
     em.ins(f"add.s32 {lb}, {em.as_reg(em.get(op.lb).regs[0])}, {ks}")
     ub = em.as_reg(em.get(op.ub).regs[0])
+    _require_whole_chunks(em, xi.dims[-1], bk, xi.dtype)
 
     # ---- accumulator fragments: d[t] = rows (g, g+8) x tokens (8t + 2c, +1)
     acc = em.get(op.acc)
