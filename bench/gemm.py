@@ -120,14 +120,14 @@ def probe_mn_major_descriptor() -> str:
     """Check the MN-major B descriptor convention on this GPU with one small GEMM (N = 128 spans
     two 64-column panels, so LBO matters).  Only if it is wrong, try the other convention (a
     wrong descriptor may read outside shared memory and fault) and keep it when it is right."""
-    from tilec.backends.ptx import lower_tgpu
+    from tilec.backends.ptx import lower_wgmma
 
     a = torch.randn(256, 256, device="cuda", dtype=torch.float16)
     b = torch.randn(256, 256, device="cuda", dtype=torch.float16)
     ref = a.float() @ b.float()
     errs = {}
     for conv in (True, False):
-        lower_tgpu.MN_LBO_IS_PANEL_STRIDE = conv
+        lower_wgmma.MN_LBO_IS_PANEL_STRIDE = conv
         c = torch.full((256, 256), float("nan"), device="cuda", dtype=torch.float16)
         k = ct.kernel(matmul_grouped.fn)            # a fresh kernel: no cached artifact
         k[(4,)](a, b, c, 128, 128, 64, 8, num_stages=2)
@@ -136,10 +136,10 @@ def probe_mn_major_descriptor() -> str:
         if errs[conv] < 2e-3:
             break
     else:
-        lower_tgpu.MN_LBO_IS_PANEL_STRIDE = True
+        lower_wgmma.MN_LBO_IS_PANEL_STRIDE = True
     print(f"MN-major B descriptor probe, relative error per convention (True: LBO = panel stride): {errs}; "
-          f"using MN_LBO_IS_PANEL_STRIDE = {lower_tgpu.MN_LBO_IS_PANEL_STRIDE}", flush=True)
-    return "panel" if lower_tgpu.MN_LBO_IS_PANEL_STRIDE else "row8"
+          f"using MN_LBO_IS_PANEL_STRIDE = {lower_wgmma.MN_LBO_IS_PANEL_STRIDE}", flush=True)
+    return "panel" if lower_wgmma.MN_LBO_IS_PANEL_STRIDE else "row8"
 
 
 _first_compile: list = []
@@ -192,8 +192,8 @@ def bench_one(dtype, size, rows, log):
 
 def epilogue_ab(dtype, size, cfg, log) -> dict:
     """The best config again with the epilogue storing straight from the registers
-    (lower_tgpu.TMA_STORE = False) instead of through shared memory and TMA."""
-    from tilec.backends.ptx import lower_tgpu
+    (lower_wgmma.TMA_STORE = False) instead of through shared memory and TMA."""
+    from tilec.backends.ptx import lower_wgmma
 
     global matmul_grouped
     a = torch.randn(size, size, device="cuda", dtype=dtype)
@@ -203,13 +203,13 @@ def epilogue_ab(dtype, size, cfg, log) -> dict:
     saved = matmul_grouped
     try:
         for tma_store in (True, False):
-            lower_tgpu.TMA_STORE = tma_store
+            lower_wgmma.TMA_STORE = tma_store
             matmul_grouped = ct.kernel(saved.fn)     # fresh: no artifact from the other setting
             run = tilec_launcher(*cfg, size, size)
             run(a, b, c)
             out[tma_store] = 2 * size ** 3 / do_bench(lambda: run(a, b, c), return_mode="median") / 1e9
     finally:
-        lower_tgpu.TMA_STORE = True
+        lower_wgmma.TMA_STORE = True
         matmul_grouped = saved
     log(f"epilogue A/B, {cfg} {size}^3: TMA store {out[True]:.1f} TFLOP/s, straight from registers {out[False]:.1f}")
     return {"cfg": cfg, "size": size, "tma_store_tflops": out[True], "register_store_tflops": out[False]}

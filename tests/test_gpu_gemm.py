@@ -96,16 +96,16 @@ def test_grouped_grid_kernel():
 
 def small_gemms() -> None:
     """A few small GEMMs through the wgmma path, both epilogues: what compute-sanitizer watches."""
-    from tilec.backends.ptx import lower_tgpu
+    from tilec.backends.ptx import lower_wgmma
 
     for tma_store in (True, False):
-        lower_tgpu.TMA_STORE = tma_store
+        lower_wgmma.TMA_STORE = tma_store
         k = __import__("tilec").kernel(_example().fn)     # fresh kernel: compiled with this epilogue
         for (m, n, kk), tiles, stages in (((200, 144, 208), (64, 64, 64), 2), ((136, 272, 336), (128, 256, 64), 4),
                                           ((300, 160, 128), (256, 128, 64), 3)):
             _check(k, (-(-m // tiles[0]), -(-n // tiles[1])), m, n, kk, torch.float16, torch.float16, tiles,
                    TOL[torch.float16], num_stages=stages)
-    lower_tgpu.TMA_STORE = True
+    lower_wgmma.TMA_STORE = True
     print("small gemms ran")
 
 

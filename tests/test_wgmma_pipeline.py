@@ -1,8 +1,8 @@
 """The sm_90a matmul path without a GPU: tile-select-mma, tile-promote-smem and tile-async-copy
-turn the K loop of examples/matmul.py into a TMA + mbarrier + wgmma pipeline (dialects/tgpu.py,
-backends/ptx/lower_tgpu.py).  The PTX runs on the simulator (backends/sim, with its race,
-deadlock and async-proxy checks), tensor maps built from the artifact's ABI, and must match
-the CPU backend on ragged shapes; ptxas must accept it."""
+turn the K loop of examples/matmul.py into a TMA + mbarrier + wgmma pipeline (dialects/tgpu/,
+backends/ptx/lower_tgpu_memory.py, lower_wgmma.py).  The PTX runs on the simulator
+(backends/sim, with its race, deadlock and async-proxy checks), tensor maps built from the
+artifact's ABI, and must match the CPU backend on ragged shapes; ptxas must accept it."""
 
 from __future__ import annotations
 

@@ -410,7 +410,8 @@ class KernelEmitter:
     def run(self) -> PtxKernel:
         from . import lower_control, lower_elementwise, lower_grid, lower_matmul, lower_memory  # noqa: F401
         from . import lower_random, lower_reduce, lower_shape, lower_tcgen05  # noqa: F401
-        from . import lower_tgpu  # noqa: F401  (sm_90a: tgpu stage buffers, TMA, wgmma)
+        from . import lower_tgpu_memory, lower_wgmma  # noqa: F401  (sm_90a: tgpu stage buffers, TMA, wgmma)
+        from . import lower_tgpu_attention  # noqa: F401  (sm_90a: tgpu.mask, tgpu.turn for flash attention)
         from . import lower_cp_async, lower_mma_sync  # noqa: F401  (sm_80: tgpu cp.async stages, mma.sync)
         from . import lower_scaled_mma  # noqa: F401  (sm_100a: block-scaled fp4 tcgen05; after memory/shape)
         from . import lower_w4a16  # noqa: F401  (sm_80 / sm_90a: weight-only fp4 K loops on mma.sync)

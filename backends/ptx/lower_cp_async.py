@@ -1,4 +1,4 @@
-"""The sm_80 `tgpu` copy ops (dialects/tgpu.py, last section) as PTX: cp.async stage buffers and
+"""The sm_80 `tgpu` copy ops (dialects/tgpu/cp_async.py) as PTX: cp.async stage buffers and
 commit groups, plus the per-lane ldmatrix offsets `lower_mma_sync.py` reads them with.
 
 Shared memory.  `tgpu.cp_async_alloc` buffers get 128-byte-aligned offsets from `smem` in

@@ -35,7 +35,7 @@ def select_mma(em: KernelEmitter, op: T.MatmulOp) -> str:
     kernel's tcgen05 plan took (2-D f16/bf16/f32 and, as kind::f8f6f4, e4m3/e5m2; M % 64, N % 8,
     K % 16|8|32; `TILEC_PTX_TCGEN05=0`
     turns it off).  On sm_90a wgmma matmuls never get here (tile-promote-smem turns their K
-    loops into `tgpu` ops, lowered by `lower_tgpu.py`); the rest follow the instruction
+    loops into `tgpu` ops, lowered by `lower_wgmma.py`); the rest follow the instruction
     `tile-select-mma` recorded in their `mma` attribute."""
     from .lower_mma import mma_fits
 

@@ -1,4 +1,4 @@
-"""`tgpu.mma_sync` and the `!tgpu.mma_acc` ops (dialects/tgpu.py, sm_80 section) as PTX.
+"""`tgpu.mma_sync` and the `!tgpu.mma_acc` ops (dialects/tgpu/cp_async.py) as PTX.
 
 The accumulator lives in registers over a WM x WN warp grid (`MmaTiles`; `!tgpu.acc` is the
 WM = M/16, WN = 1 case, whose registers are `layout.Mma`'s).  Warp (wm, wn) computes its

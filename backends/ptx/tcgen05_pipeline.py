@@ -274,7 +274,7 @@ def declare(em: KernelEmitter, pipe: Pipeline) -> list[str]:
 def _tensormap(em: KernelEmitter, load: T.LoadOp, box: tuple[int, int], span: int, dtype: str | None = None,
                guarded: bool = False) -> str:
     """Generic address of the tensor map of `load`'s tensor (a "tensormap" kernel parameter,
-    the ABI of lower_tgpu.py: role ("tma", arg, box innermost first, swizzle, dtype), plus a
+    the ABI of lower_tgpu_memory.py: role ("tma", arg, box innermost first, swizzle, dtype), plus a
     sixth element "k128" for the maps of a run-time guarded kind::f8f6f4 pipeline
     (`tilec.runtime.launch.tma_ready`))."""
     arg = load.tensor.index if guarded else _tensor_arg(load, em)

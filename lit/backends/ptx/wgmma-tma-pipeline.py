@@ -1,6 +1,6 @@
 # RUN: python %s | filecheck %s
 ## sm_90a: the canonical K loop on wgmma fed by TMA (tile-select-mma, tile-promote-smem,
-## tile-async-copy, lower_tgpu.py).  A and B are 16-byte aligned (TensorSpec.div16, which the
+## tile-async-copy, lower_wgmma.py).  A and B are 16-byte aligned (TensorSpec.div16, which the
 ## launch computes), so each operand tile comes through a tensor-map parameter; B is [K, N]
 ## row-major, read MN-major by wgmma (transpose-b = 1); the loop keeps one wgmma group in
 ## flight; the epilogue packs f16 pairs into a 128B-swizzled staging tile that TMA stores.

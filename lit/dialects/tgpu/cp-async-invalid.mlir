@@ -1,6 +1,6 @@
 // RUN: tilec-opt %s --split-input-file --verify-diagnostics --parsing-diagnostics | filecheck %s
 
-/// One case per verifier error of the sm_80 section of dialects/tgpu.py.
+/// One case per verifier error of the sm_80 ops, dialects/tgpu/cp_async.py.
 
 /// MmaSyncOp.verify_: the operand tiles and the accumulator must agree (K differs here).
 func.func @mma_sync_k_mismatch(%s: i32, %acc: !tgpu.acc<64x64xf32>) {

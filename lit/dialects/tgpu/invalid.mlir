@@ -1,6 +1,6 @@
 // RUN: tilec-opt %s --split-input-file --verify-diagnostics --parsing-diagnostics | filecheck %s
 
-/// One case per verifier error of dialects/tgpu.py.
+/// One case per verifier error of the sm_90a ops in dialects/tgpu/.
 
 /// SmemType.verify: a 128B-swizzled row must be whole 128-byte panels.
 func.func @smem_row_not_a_panel(%x: !tgpu.smem<64x32xf16, swizzle = 128, stages = 2>) {

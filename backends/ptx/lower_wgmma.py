@@ -1,25 +1,8 @@
-"""The `tgpu` ops (dialects/tgpu.py) as sm_90a PTX: stage buffers, TMA on mbarriers, wgmma.
+"""The `tgpu` fragment and wgmma ops (dialects/tgpu/wgmma.py) as sm_90a PTX: accumulator
+fragments, `wgmma.mma_async` on shared-memory descriptors or A in registers, epilogues.
 
-Shared memory.  `tgpu.alloc_smem` / `tgpu.mbarrier_init` get offsets from a bump allocator
-over a 1024-byte-aligned base (`smem` rounded up at run time: TMA's 128-byte swizzle and
-the GMMA descriptors compute the XOR pattern from absolute address bits).  A buffer of
-`!tgpu.smem<RxCxT, swizzle = 128, stages = S>` holds stage s at `s * R*C*sizeof(T)`; a stage
-is C*sizeof(T)/128 panels of R rows x 128 B (64 f16 columns), panel p at `p * R * 128`.
-The buffers live from their allocation to the end of the pipelined loop; ops that use the
-scratch area at `smem + 0` run before `tgpu.mbarrier_init` (which syncs all threads) or
-after the loop's final `wgmma_wait` (their own leading bar.sync orders them); a `bar.sync 0`
-between a consumer's stage wait and its release is an error (`tgpu.mbarrier_arrive`).
-
-TMA.  Each `tgpu.tma_load` of a tensor argument uses a tensor map passed as a kernel
-parameter `.param .align 64 .b8 pI_tmaJ[128]` (`KernelParam` kind "tensormap", role
-`("tma", arg, box, swizzle, dtype)`, box innermost first); the launch builds it with
-`make_tma_descriptor` (tilec/runtime/launch.py), the simulator with
-`SimTensorMap.from_cuda_args` (backends/sim/launch.py).  One copy per panel:
-
-    cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes
-        [buf + s*stage + p*panel], [tmap, {c + 64p, r}], [bar + 8s]
-
-(`.4d` with `{c + 64p, r, h, b}` and box [1, 1, R, 64] for a tile of a 4-D tensor's last dims.)
+Shared memory and TMA are lowered in lower_tgpu_memory.py, whose allocator and address
+helpers this module uses.
 
 wgmma.  Warpgroup w = tid / 128 issues, per K16 step j, `wgmma.mma_async.m64nNk16` with
 A = rows 64w.. of the A stage (K-major SW128: LBO 16 B, SBO 1024 B, +32 B per step in a
@@ -35,250 +18,24 @@ The epilogue `tgpu.store_fragment` writes each thread's fragment pairs straight 
 memory: `st.global.v2.f32` / packed `cvt.rn.{f16,bf16}x2.f32` + `st.global.b32` when the
 whole tile is in bounds and aligned (one uniform test), else per-element predicated stores;
 to a `{tile.div16}` tensor (any rank 2..5) through a swizzled staging tile and TMA stores.
-
-`tgpu.mask` (a select skipped on provably full tiles: one uniform branch around the mask
-math) and `tgpu.turn` (warpgroup turns on named barriers 1..W) serve flash attention.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 from tilec import dtypes as dt
 from tilec.dialects import tgpu as G
 
 from . import numerics as N
 from .descriptors import Sm90SmemDescriptor, Sm90Swizzle
-from .emitter import KernelEmitter, KernelParam, Val, lowers
+from .emitter import KernelEmitter, Val, lowers
 from .layout import Mma
+from .lower_tgpu_memory import ALIGN, SmemRef, _scalar, _stage_addr, _state, _tensormap, _tid_pred, aligned_base
 
-ALIGN = 1024
+
 #: MN-major SW128 B operand: LBO holds the stride between 64-column panels along N and SBO
 #: the stride between 8-row groups along K (CUTLASS make_gmma_desc<Major::MN>).
 MN_LBO_IS_PANEL_STRIDE = True
 _TYPES = {dt.float16: "f16", dt.bfloat16: "bf16"}
-
-
-@dataclass
-class SmemRef:
-    """A lowered `tgpu.alloc_smem`: offset from the aligned base, and its type."""
-
-    offset: int
-    type: G.SmemType
-
-
-@dataclass
-class BarrierRef:
-    offset: int
-    count: int
-
-
-@dataclass
-class _State:
-    top: int = 0
-    offsets: dict = field(default_factory=dict)     # defining op -> offset (idempotent under trial emission)
-    barriers_at: int | None = None                  # lowest mbarrier offset (the buffers lie below it)
-    consumer_from: int | None = None                # PTX line of the last consumer-side mbarrier wait
-
-
-def _state(em: KernelEmitter) -> _State:
-    st = getattr(em, "_tgpu", None)
-    if st is None:
-        st = em._tgpu = _State()
-    return st
-
-
-def _allocate(em: KernelEmitter, op, nbytes: int, align: int) -> int:
-    st = _state(em)
-    if op not in st.offsets:
-        off = -(-st.top // align) * align
-        st.offsets[op] = off
-        st.top = off + nbytes
-        em.reserve_smem(st.top + ALIGN)
-    return st.offsets[op]
-
-
-def aligned_base(em: KernelEmitter) -> str:
-    """`smem` rounded up to 1024 bytes (the swizzle patterns are absolute-address based)."""
-    def make():
-        r = em.new("r")
-        em.ins(f"add.u32 {r}, {em.smem_base}, {ALIGN - 1}")
-        em.ins(f"and.b32 {r}, {r}, {-ALIGN & 0xFFFFFFFF}")
-        return r
-    return em.memo("tgpu_base", make)
-
-
-def _tid_pred(em: KernelEmitter, mask: int, key: str) -> str:
-    """Predicate `(tid & mask) == 0` (thread 0 of the CTA, or of each warpgroup)."""
-    def make():
-        p = em.new("p")
-        if mask == 0xFFFFFFFF:
-            em.ins(f"setp.eq.u32 {p}, {em.tid}, 0")
-        else:
-            r = em.new("r")
-            em.ins(f"and.b32 {r}, {em.tid}, {mask}")
-            em.ins(f"setp.eq.u32 {p}, {r}, 0")
-        return p
-    return em.memo(key, make)
-
-
-def _scalar(em: KernelEmitter, v) -> str:
-    return em.get(v).regs[0]
-
-
-def _stage_addr(em: KernelEmitter, offset: int, stage: str, stride: int) -> str:
-    """`aligned base + offset + stage * stride` (u32 shared address)."""
-    r = em.new("r")
-    em.ins(f"mad.lo.u32 {r}, {stage}, {stride}, {aligned_base(em)}")
-    if offset:
-        em.ins(f"add.u32 {r}, {r}, {offset}")
-    return r
-
-
-def _bar_addr(em: KernelEmitter, op) -> str:
-    bars: BarrierRef = em.get_any(op.barriers)
-    return _stage_addr(em, bars.offset, _scalar(em, op.stage), 8)
-
-
-# ---------------------------------------------------------------------------- memory and barriers
-
-
-@lowers(G.AllocSmemOp)
-def lower_alloc_smem(em: KernelEmitter, op: G.AllocSmemOp) -> None:
-    em.require_sm(90, "tgpu.alloc_smem")
-    t = op.result.type
-    em.set(op.result, SmemRef(_allocate(em, op, t.stage_bytes * t.stages.data, ALIGN), t))
-
-
-@lowers(G.MBarrierInitOp)
-def lower_mbarrier_init(em: KernelEmitter, op: G.MBarrierInitOp) -> None:
-    em.require_sm(90, "tgpu.mbarrier_init")
-    n = op.result.type.count.data
-    off = _allocate(em, op, 8 * n, 8)
-    st = _state(em)
-    st.barriers_at = off if st.barriers_at is None else min(st.barriers_at, off)
-    em.set(op.result, BarrierRef(off, n))
-    lead = _tid_pred(em, 0xFFFFFFFF, "tgpu_lead")
-    base = aligned_base(em)
-    em.ins("fence.proxy.async.shared::cta")      # earlier generic smem writes before TMA overwrites them
-    for i in range(n):
-        em.ins(f"@{lead} mbarrier.init.shared::cta.b64 [{base}+{off + 8 * i}], {op.arrivals.value.data}")
-    em.ins(f"@{lead} fence.mbarrier_init.release.cluster")
-    em.bar()
-
-
-@lowers(G.StageOp)
-def lower_stage(em: KernelEmitter, op: G.StageOp) -> None:
-    S = op.stages.value.data
-    t = em.new("r")
-    em.ins(f"sub.u32 {t}, {_scalar(em, op.iv)}, {_scalar(em, op.lb)}")
-    s, q, ph = em.new("r"), em.new("r"), em.new("r")
-    if S & (S - 1) == 0:
-        em.ins(f"and.b32 {s}, {t}, {S - 1}")
-        em.ins(f"shr.u32 {q}, {t}, {S.bit_length() - 1}")
-    else:
-        em.ins(f"rem.u32 {s}, {t}, {S}")
-        em.ins(f"div.u32 {q}, {t}, {S}")
-    em.ins(f"and.b32 {ph}, {q}, 1")
-    em.set(op.stage, Val(dt.int32, None, [s]))
-    em.set(op.phase, Val(dt.int32, None, [ph]))
-
-
-@lowers(G.ElectOp)
-def lower_elect(em: KernelEmitter, op: G.ElectOp) -> None:
-    lead = _tid_pred(em, 0xFFFFFFFF, "tgpu_lead")
-    skip = em.label("elect_end")
-    em.ins(f"@!{lead} bra {skip}")
-    em.push_scope()
-    em.emit_block(op.body.block)
-    em.pop_scope()
-    em.place(skip)
-
-
-@lowers(G.ArriveExpectTxOp)
-def lower_arrive_expect_tx(em: KernelEmitter, op: G.ArriveExpectTxOp) -> None:
-    em.ins(f"mbarrier.arrive.expect_tx.shared::cta.b64 _, [{_bar_addr(em, op)}], {op.bytes.value.data}")
-
-
-def _in_elect(op) -> bool:
-    p = op.parent_op()
-    while p is not None and not isinstance(p, G.ElectOp):
-        p = p.parent_op()
-    return p is not None
-
-
-@lowers(G.MBarrierWaitOp)
-def lower_mbarrier_wait(em: KernelEmitter, op: G.MBarrierWaitOp) -> None:
-    if not _in_elect(op):       # consumers read stage buffers from here to their release
-        _state(em).consumer_from = len(em.lines)
-    addr, phase = _bar_addr(em, op), _scalar(em, op.phase)
-    p, again = em.new("p"), em.label("mbar_wait")
-    em.place(again)
-    em.ins(f"mbarrier.try_wait.parity.shared::cta.b64 {p}, [{addr}], {phase}")
-    em.ins(f"@!{p} bra {again}")
-
-
-@lowers(G.MBarrierArriveOp)
-def lower_mbarrier_arrive(em: KernelEmitter, op: G.MBarrierArriveOp) -> None:
-    since = _state(em).consumer_from
-    if since is not None and any(line == "\tbar.sync 0;" for line in em.lines[since:]):
-        # the scratch area at smem + 0 (exchanges, cross-warp reductions) overlaps the stage buffers
-        raise em.unsupported("tgpu.mbarrier_arrive", None, "an op between a stage's wait and its release moves "
-                             "data through shared memory, which the TMA stage buffers occupy")
-    pred = _tid_pred(em, 127, "tgpu_wg_lead")
-    if op.pred is not None:
-        both = em.new("p")
-        em.ins(f"and.pred {both}, {pred}, {_scalar(em, op.pred)}")
-        pred = both
-    em.ins(f"@{pred} mbarrier.arrive.shared::cta.b64 _, [{_bar_addr(em, op)}]")
-
-
-def _tensormap(em: KernelEmitter, tensor, box: tuple[int, int], swizzle: int) -> str:
-    """The generic address of the tensor map of kernel argument `tensor` with `box` (innermost
-    first) and `swizzle`: a kernel parameter, declared on first use."""
-    arg = tensor.index
-    d = dt.from_ir(tensor.type.element_type)
-    role = ("tma", arg, box, swizzle, d.name)
-    name = next((p.name for p in em.params if p.role == role), None)
-    if name is None:
-        name = f"p{arg}_tma{sum(1 for p in em.params if p.kind == 'tensormap' and p.role[1] == arg)}"
-        em.params.append(KernelParam(name, "tensormap", role))
-
-    def make():
-        r = em.new("rd")
-        em.ins(f"mov.u64 {r}, {name}")
-        em.ins(f"cvta.param.u64 {r}, {r}")
-        return r
-    return em.memo(("tmap", name), make)
-
-
-@lowers(G.TmaLoadOp)
-def lower_tma_load(em: KernelEmitter, op: G.TmaLoadOp) -> None:
-    em.require_sm(90, "tgpu.tma_load")
-    buf: SmemRef = em.get_any(op.buffer)
-    t = buf.type
-    rank = len(op.offsets)
-    box = (t.panel_cols, t.get_shape()[0]) + (1,) * (rank - 2)     # leading dims: one index each
-    tmap = _tensormap(em, op.tensor, box, t.swizzle.data)
-    offs = [_scalar(em, o) for o in op.offsets]
-    row, col, outer = offs[-2], offs[-1], offs[-3::-1]
-    stage = _scalar(em, op.stage)
-    dst = _stage_addr(em, buf.offset, stage, t.stage_bytes)
-    bar = _bar_addr(em, op)
-    for p in range(t.get_shape()[1] // t.panel_cols):
-        x = col
-        if p:
-            x = em.new("r")
-            em.ins(f"add.s32 {x}, {col}, {p * t.panel_cols}")
-        coords = ", ".join([x, row, *outer])
-        em.ins(f"cp.async.bulk.tensor.{rank}d.shared::cluster.global.mbarrier::complete_tx::bytes "
-               f"[{dst}+{p * t.panel_bytes}], [{tmap}, {{{coords}}}], [{bar}]")
-
-
-@lowers(G.CopyOp)
-def lower_copy(em: KernelEmitter, op: G.CopyOp) -> None:
-    raise em.unsupported("tgpu.copy", dt.from_ir(op.buffer.type.element_type),
-                         "synchronous global->shared copies are lowered as TMA on mbarriers: run tile-async-copy")
 
 
 # ---------------------------------------------------------------------------- accumulators
@@ -649,67 +406,3 @@ def _store_fragment_tma(em: KernelEmitter, op: G.StoreFragmentOp) -> None:
     em.ins("cp.async.bulk.wait_group.read 0")        # the staging tile may be reused after this
     em.pop_scope()
     em.place(skip)
-
-
-# ---------------------------------------------------------------------------- masks
-
-
-@lowers(G.MaskOp)
-def lower_mask(em: KernelEmitter, op: G.MaskOp) -> None:
-    """The result starts as `a`; unless `full`, the condition is computed (in `a`'s layout,
-    recomputed from its index math where it can be) and `b` selected where it is false,
-    all inside one uniform branch."""
-    from .lower_elementwise import operands, select
-    from .ptx_types import reg_class
-
-    a = em.get_any(op.true_value)
-    d = a.dtype
-    cls = reg_class(d)
-    out = []
-    for r in a.regs:
-        t = em.new(cls)
-        N.mov(em, cls, t, r)
-        out.append(t)
-    done = em.label("mask_done")
-    em.ins(f"@{_scalar(em, op.full)} bra.uni {done}")
-    em.push_scope()
-    (c, x, y), layout = operands(em, op.cond, op.true_value, op.false_value)
-    if layout != a.layout:          # `a` left its layout: select into fresh registers instead
-        raise em.unsupported("tgpu.mask", d, f"the condition cannot be brought to the value's layout {a.layout}")
-    for s, (cr, yr) in enumerate(zip(c.regs, y.regs)):
-        N.mov(em, cls, out[s], select(em, d, cr, out[s], yr))
-    em.pop_scope()
-    em.place(done)
-    em.set(op.result, Val(d, a.layout, out))
-
-
-# ---------------------------------------------------------------------------- warpgroup turns
-
-
-@lowers(G.TurnOp)
-def lower_turn(em: KernelEmitter, op: G.TurnOp) -> None:
-    """Warpgroup w's turn is named barrier 1 + w over 256 threads: its own 128 (`bar.sync`)
-    and the previous warpgroup's 128 (`bar.arrive` when it passes the turn).  Each warpgroup
-    runs its own copy of the instruction, predicated on its index (uniform per warp), so
-    barrier ids are immediates."""
-    nwg = em.num_threads // 128
-    if nwg < 2:
-        return
-    wg = em.memo("tgpu_wg", lambda: em._op2("shr.u32", em.tid, 7))
-
-    def is_wg(w: int) -> str:
-        def make():
-            p = em.new("p")
-            em.ins(f"setp.eq.u32 {p}, {wg}, {w}")
-            return p
-        return em.memo(("tgpu_is_wg", w), make)
-
-    kind = op.kind.data
-    if kind == "start":                 # the last warpgroup passes the first turn to warpgroup 0
-        em.ins(f"@{is_wg(nwg - 1)} bar.arrive 1, 256")
-    elif kind == "finish":              # warpgroup 0 takes back the turn the last one passed
-        em.ins(f"@{is_wg(0)} bar.sync 1, 256")
-    else:
-        for w in range(nwg):
-            target = 1 + w if kind == "wait" else 1 + (w + 1) % nwg
-            em.ins(f"@{is_wg(w)} bar.{'sync' if kind == 'wait' else 'arrive'} {target}, 256")
