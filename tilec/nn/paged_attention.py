@@ -150,7 +150,10 @@ def paged_attention_decode(q, cache: FP4KVCache, page_table, seq_lens, scale: fl
     `out`: an optional preallocated result; `num_warps`: the kernel's warps (default 4,
     the fastest measured on the H100, bench/RESULTS.md; 8 for a group of 8 query heads per
     KV head, whose [8, 64, D] tiles would spill registers at 4); `variant`: "per_kv_head" (the
-    default where it applies, `_shares_kv`) or "per_q_head" (one program per query head)."""
+    default where it applies, `_shares_kv`) or "per_q_head" (one program per query head).
+    Host page tables and lengths (numpy, CPU torch) are checked against the cache (pages in
+    range, lengths within the table, no empty sequence); CUDA ones are not read back (that
+    would synchronise every decode step): out-of-range CUDA entries read wrong pages."""
     opts = {} if num_warps is None else {"num_warps": num_warps}
     if len(q.shape) != 3:
         raise ValueError(f"q must be [batch, heads, head_dim], got {list(q.shape)}")
