@@ -12,15 +12,12 @@ the eight 16-byte rows an `ldmatrix` reads fall in distinct banks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 from xdsl.dialects.builtin import I64, ArrayAttr, IntAttr, IntegerAttr, i32
 from xdsl.ir import Attribute, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import (
-    AnyAttr,
     IRDLOperation,
     ParsePropInAttrDict,
-    VarConstraint,
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
@@ -36,6 +33,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from tilec.dialects.tgpu.memory import _check_tile_access, _TileToStageOp
 from tilec.dialects.tgpu.types import AccType, SmemType, _int
+from tilec.dialects.tgpu.wgmma import SmemMmaOp
 from tilec.dialects.tile import TensorType, TileType
 
 
@@ -124,7 +122,7 @@ class CpAsyncWaitOp(IRDLOperation):
 
 
 @irdl_op_definition
-class MmaSyncOp(IRDLOperation):
+class MmaSyncOp(SmemMmaOp):
     """`acc + a @ b` on tensor cores with `mma.sync.m16n8k16`: `a` is stage `a_stage` of an
     [M, K] buffer, `b` stage `b_stage` of a [K, N] buffer (row-major, read with `ldmatrix.trans`),
     `acc` an f32 `!tgpu.mma_acc<MxN, warps_m = WM, warps_n = WN>` (WM x WN warps, each on an
@@ -137,16 +135,6 @@ class MmaSyncOp(IRDLOperation):
     """
 
     name = "tgpu.mma_sync"
-    ACC: ClassVar = VarConstraint("ACC", AnyAttr())
-    a = operand_def(SmemType)
-    a_stage = operand_def(i32)
-    b = operand_def(SmemType)
-    b_stage = operand_def(i32)
-    acc = operand_def(ACC)
-    result = result_def(ACC)
-    traits = traits_def(MemoryReadEffect())
-    assembly_format = ("$a `[` $a_stage `]` `,` $b `[` $b_stage `]` `,` $acc attr-dict `:` type($a) `,` type($b) "
-                       "`,` type($acc)")
 
     def __init__(self, a: SSAValue, a_stage: SSAValue, b: SSAValue, b_stage: SSAValue, acc: SSAValue):
         super().__init__(operands=[a, a_stage, b, b_stage, acc], result_types=[acc.type])

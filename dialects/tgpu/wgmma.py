@@ -184,8 +184,25 @@ class WgmmaWaitOp(IRDLOperation):
             raise VerifyException("pending must be in [0, 7]")
 
 
+class SmemMmaOp(IRDLOperation):
+    """Operands and syntax of the MMA ops that read both operands from stages of shared-memory
+    buffers: `%a[%a_stage], %b[%b_stage], %acc -> result` of the accumulator's type
+    (`tgpu.wgmma`, `tgpu.mma_sync`)."""
+
+    ACC: ClassVar = VarConstraint("ACC", AnyAttr())
+    a = operand_def(SmemType)
+    a_stage = operand_def(i32)
+    b = operand_def(SmemType)
+    b_stage = operand_def(i32)
+    acc = operand_def(ACC)
+    result = result_def(ACC)
+    traits = traits_def(MemoryReadEffect())
+    assembly_format = ("$a `[` $a_stage `]` `,` $b `[` $b_stage `]` `,` $acc attr-dict `:` type($a) `,` type($b) "
+                       "`,` type($acc)")
+
+
 @irdl_op_definition
-class WgmmaOp(IRDLOperation):
+class WgmmaOp(SmemMmaOp):
     """`acc + a @ b` on the tensor cores, asynchronously: stage `a_stage` of `a` ([M, K],
     K contiguous: K-major) times stage `b_stage` of `b` ([K, N], N contiguous: MN-major,
     wgmma's transpose-b) into an accumulator tile.  Warpgroup w issues the K/16
@@ -201,18 +218,8 @@ class WgmmaOp(IRDLOperation):
     """
 
     name = "tgpu.wgmma"
-    ACC: ClassVar = VarConstraint("ACC", AnyAttr())
-    a = operand_def(SmemType)
-    a_stage = operand_def(i32)
-    b = operand_def(SmemType)
-    b_stage = operand_def(i32)
-    acc = operand_def(ACC)
-    result = result_def(ACC)
     b_kmajor = opt_prop_def(UnitAttr)
-    traits = traits_def(MemoryReadEffect())
     irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = ("$a `[` $a_stage `]` `,` $b `[` $b_stage `]` `,` $acc attr-dict `:` type($a) `,` type($b) "
-                       "`,` type($acc)")
 
     def __init__(self, a: SSAValue, a_stage: SSAValue, b: SSAValue, b_stage: SSAValue, acc: SSAValue,
                  b_kmajor: bool = False):
