@@ -104,9 +104,14 @@ print(json.dumps({"first_ms": (t1 - t0) * 1e3 - (t2 - t1) * 1e3}))
 """
 
 
-def _run(code: str, *argv: str, env_extra: dict | None = None) -> dict | None:
+def _run(code: str, *argv: str, env_extra: dict | None = None, script: str | None = None) -> dict | None:
+    """Runs `code` in a fresh interpreter (`-c`, or from the file `script`) and returns the JSON
+    object its last output line holds (None on failure, whose last error line is printed)."""
     env = {**os.environ, "TILEC_DISABLE_CACHE": "1", **(env_extra or {})}
-    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env)
+    if script is not None:
+        pathlib.Path(script).write_text(code)
+    cmd = [sys.executable, script] if script is not None else [sys.executable, "-c", code]
+    r = subprocess.run([*cmd, *argv], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         print(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}", file=sys.stderr)
         return None
@@ -118,7 +123,8 @@ def triton_first_compile_ms() -> float | None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        out = _run(_TRITON, env_extra={"TRITON_CACHE_DIR": d})
+        # @triton.jit needs its function's source file: run the anchor from a file, not `-c`
+        out = _run(_TRITON, env_extra={"TRITON_CACHE_DIR": d}, script=os.path.join(d, "triton_anchor.py"))
     return None if out is None else out["first_ms"]
 
 

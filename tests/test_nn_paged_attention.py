@@ -15,7 +15,7 @@ import pytest
 from tilec.nn.kv_cache import PAGE, FP4KVCache, compress_kv, slots_for
 from tilec.nn.paged_attention import paged_attention_decode
 from test_nn_kv_cache import decode_f64
-from gpu_support import torch_cuda_ready as _gpu_ready
+from gpu_support import needs_fp8_conversions, torch_cuda_ready as _gpu_ready
 
 NAN_CODE = {"mx": 0xFF, "nv": 0x7F}
 
@@ -181,8 +181,9 @@ def test_gpu_ragged_batch(fmt, variant):
                      (cache.k_pages, cache.v_pages, cache.k_scales, cache.v_scales)), fmt=fmt)
     sd = torch.float8_e8m0fnu if fmt == "mx" else torch.float8_e4m3fn
     g.k_scales, g.v_scales = g.k_scales.view(sd), g.v_scales.view(sd)
-    out = paged_attention_decode(torch.from_numpy(q).cuda(), g, torch.from_numpy(pt).cuda(),
-                                 torch.from_numpy(lens_np).cuda(), variant=variant)
+    with needs_fp8_conversions(fmt == "nv"):
+        out = paged_attention_decode(torch.from_numpy(q).cuda(), g, torch.from_numpy(pt).cuda(),
+                                     torch.from_numpy(lens_np).cuda(), variant=variant)
     torch.cuda.synchronize()
     got = out.cpu().numpy().astype(np.float64)
     assert not np.isnan(got).any()

@@ -18,7 +18,7 @@ import tilec as ct
 from tilec import fp4
 from tilec.driver import CompileOptions, compile_kernel
 from test_ptx_compile import needs_ptxas
-from gpu_support import torch_cuda_ready as _gpu_ready
+from gpu_support import needs_fp8_conversions, torch_cuda_ready as _gpu_ready
 
 F4, E8M0, E4M3 = ml_dtypes.float4_e2m1fn, ml_dtypes.float8_e8m0fnu, ml_dtypes.float8_e4m3fn
 SIM = ["sim:sm_80", "sim:sm_90a", "sim:sm_100a"]
@@ -202,7 +202,8 @@ def test_gpu_quantize_dequantize(fmt):
     tsd = torch.float8_e8m0fnu if fmt == "mx" else torch.float8_e4m3fn
     q = torch.zeros((m, k // 2), dtype=torch.uint8, device="cuda")
     s = torch.zeros((m, k // block), dtype=tsd, device="cuda")
-    quant[(m // 64,)](torch.from_numpy(x).cuda(), ct.fp4_tensor(q, (m, k)), s, 64, k, block, fmt == "nv")
+    with needs_fp8_conversions(fmt == "nv"):
+        quant[(m // 64,)](torch.from_numpy(x).cuda(), ct.fp4_tensor(q, (m, k)), s, 64, k, block, fmt == "nv")
     np.testing.assert_array_equal(q.cpu().numpy(), ref_q)
     np.testing.assert_array_equal(s.view(torch.uint8).cpu().numpy(), ref_s.view(np.uint8))
     y = torch.full((m, k), float("nan"), dtype=torch.float32, device="cuda")
