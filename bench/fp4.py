@@ -2,7 +2,8 @@
 with in-kernel decode, and the HBM floor; plus FP4Linear's accuracy (MX against NV scales).
 
     python3 bench/fp4.py                 # K = N = 8192, M = 1 and 16
-    python3 bench/fp4.py --sweep         # also time tilec tile configurations (BN, BK, stages)
+    python3 bench/fp4.py --sweep         # also time tilec tile configurations (BN, BK, stages, warps,
+                                         # TMA weight stream on / off)
 
 Every product reads weights that are not in L2: each implementation cycles through
 `--copies` layers of the same shape (4 x 34 MiB of FP4 weights > the H100's 50 MiB L2).
@@ -123,14 +124,18 @@ def main() -> None:
     p.add_argument("--sweep", action="store_true")
     p.add_argument("--no-triton", action="store_true", help="skip the Triton anchor")
     p.add_argument("--sweep-only", action="store_true", help="only the tilec configuration sweep")
-    p.add_argument("--configs", default="", help="sweep configs BN:BK:stages:warps,... (default: a built-in list)")
+    p.add_argument("--configs", default="", help="sweep configs BN:BK:stages:warps[:tma 0/1],... (default: a "
+                   "built-in list)")
     a = p.parse_args()
     import torch
 
     import tilec as ct
     from tilec.nn import FP4Linear
+    from tilec.backends.ptx import lower_w4a16_tma as tma
     from tilec.nn import linear as L
     from timing import graphed, timed
+
+    os.environ["TILEC_DISABLE_CACHE"] = "1"   # the sweep toggles tma.ENABLED, which no cache key holds
 
     k, n = a.k, a.n
     dev = torch.cuda.get_device_name()
@@ -209,9 +214,14 @@ def main() -> None:
         if a.sweep or a.sweep_only:
             bm, _ = L.plan(m, n, k)
             configs = [tuple(int(v) for v in c.split(":")) for c in a.configs.split(",")] if a.configs else None
-            for bn, bk, stages, warps in configs or ((64, 128, 4, 4), (64, 128, 4, 8), (64, 128, 3, 16), (32, 128, 4, 8),
-                                          (32, 128, 6, 8), (16, 128, 6, 4), (16, 128, 8, 8), (64, 256, 3, 8),
-                                          (32, 256, 4, 8), (128, 128, 4, 8), (32, 128, 4, 16)):
+            for cfg in configs or ((64, 128, 4, 16, 1), (64, 128, 4, 16, 0), (64, 128, 3, 16, 1), (64, 128, 6, 16, 1),
+                                   (64, 128, 8, 16, 1), (32, 128, 6, 8, 1), (128, 128, 4, 16, 1)):
+                bn, bk, stages, warps = cfg[:4]
+                use_tma = bool(cfg[4]) if len(cfg) > 4 else True
+                if tma.ENABLED != use_tma:      # the sm_90a TMA weight stream or the cp.async ring
+                    tma.ENABLED = use_tma
+                    L.w4a16_kernel._cache.clear()
+                    L.w4a16_kernel._plans.clear()
                 ys = torch.empty(m, n, dtype=torch.float16, device="cuda")
 
                 def call(i, bn=bn, bk=bk, stages=stages, warps=warps):
@@ -222,10 +232,14 @@ def main() -> None:
                 try:
                     call(0)
                     t = measure(call)
-                    print(f"    sweep BM={bm} BN={bn} BK={bk} stages={stages} warps={warps}: {t[0] * 1e6:.1f} us")
+                    print(f"    sweep BM={bm} BN={bn} BK={bk} stages={stages} warps={warps} "
+                          f"{'TMA' if use_tma else 'cp.async'}: {t[0] * 1e6:.1f} us")
                 except Exception as e:  # noqa: BLE001
-                    print(f"    sweep BM={bm} BN={bn} BK={bk} stages={stages} warps={warps}: "
-                          f"{type(e).__name__}: {e}"[:200])
+                    print(f"    sweep BM={bm} BN={bn} BK={bk} stages={stages} warps={warps} "
+                          f"{'TMA' if use_tma else 'cp.async'}: {type(e).__name__}: {e}"[:200])
+            tma.ENABLED = True
+            L.w4a16_kernel._cache.clear()
+            L.w4a16_kernel._plans.clear()
     if a.sweep_only:
         return
     print("\nAccuracy (M = 16, random weights 0.02 * N(0,1) with 64 outliers of magnitude 1), "

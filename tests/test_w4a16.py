@@ -90,7 +90,10 @@ def rel_err(y, ref):
     ("nv", "f16", 5, 80, 512, 8, 32, 256, 4),      # ragged tokens and weight rows; 2 warps split K
     ("mx", "bf16", 24, 48, 256, 24, 16, 256, 4),   # 4 warps split a single chunk (3 idle)
     ("nv", "bf16", 1, 128, 128, 8, 128, 128, 8),
-    ("mx", "f16", 3, 64, 1280, 8, 64, 128, 16),    # 4 x 4 warps, 10 chunks (uneven split)
+    ("mx", "f16", 3, 64, 1280, 8, 64, 128, 16),    # 4 x 4 warps, 10 chunks (uneven split); sm_90a: K / 32
+                                                   # is not a 16-byte multiple, so the cp.async ring runs
+    ("mx", "f16", 3, 64, 2048, 8, 64, 128, 16),    # sm_90a: the TMA weight stream (4 chunks a stage)
+    ("nv", "bf16", 16, 80, 1024, 16, 64, 128, 16),  # TMA, ragged weight rows (zero-filled by TMA)
 ])
 def test_w4a16_loop_matches_float64(monkeypatch, target, variant, act, m, n, k, bm, bn, bk, warps):
     monkeypatch.setenv("TILEC_TARGET", target)
@@ -111,6 +114,28 @@ def test_w4a16_accumulator_from_memory(monkeypatch, variant):
     w4a16_acc_in[(1, 1)](x, ct.fp4_tensor(q, (n, k)), s, c, y, 16, 32, bk, FORMATS[variant][0])
     ref = c + x[:, bk:].astype(np.float64) @ wd[:, bk:].T
     assert rel_err(y, ref) < 2e-6
+
+
+@pytest.mark.parametrize("variant,act", [("mx", "f16"), ("nv", "bf16")])
+def test_w4a16_tma_stream_from_an_unaligned_chunk(monkeypatch, variant, act):
+    """sm_90a's TMA weight stream with the loop starting at chunk 1 (as split-K slices do): the
+    scale boxes must start 16-byte aligned below the first scale byte (the simulator raises on a
+    misaligned TMA coordinate, as the GPU does), 15 chunks over 4 K warps leave the last stage's
+    fourth chunk uncomputed, and 16 warps with M = 16 take the path without the register prefetch."""
+    monkeypatch.setenv("TILEC_TARGET", "sim:sm_90a")
+    rng = np.random.default_rng(5)
+    m, n, k, bk = 16, 64, 2048, 128
+    x = rng.standard_normal((m, k)).astype(ACTS[act])
+    q, s, wd = weights(rng, n, k, variant)
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    for bm in (8, 16):                                   # one n8 tile (register prefetch) and two
+        y = np.full((m, n), np.nan, np.float32)
+        w4a16_acc_in[(m // bm, 1)](x, ct.fp4_tensor(q, (n, k)), s, c, y, bm, n, bk, FORMATS[variant][0], num_warps=16)
+        assert rel_err(y, c + x[:, bk:].astype(np.float64) @ wd[:, bk:].T) < 2e-6
+    art = next(a for a in w4a16_acc_in._cache.values() if a.gpu is not None and a.gpu.num_threads == 512)
+    # the prologue and the two refills of the twice-emitted loop body: 4 weight boxes + 1 scale box
+    # each; the cp.async ring stays behind the entry test
+    assert art.gpu.ptx.count("cp.async.bulk.tensor.2d") == 3 * 5 and "cp.async.cg.shared.global" in art.gpu.ptx
 
 
 def test_w4a16_scales_at_the_f16_limits(monkeypatch):

@@ -72,6 +72,7 @@ from tilec.dialects.w4a16 import MmaLoopOp
 
 from .emitter import KernelEmitter, Val, lowers
 from .exchange import load_f32_tile, store_tile, thread_base
+from . import lower_w4a16_tma as tma
 from .layout import Blocked
 
 #: opt-in shared memory per CTA: 227 KiB on sm_90 / sm_100, 163 KiB on sm_80 (A100)
@@ -283,6 +284,34 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
         xv.append(ok)
         xps.append(start(xi.ptr, xr, x_rowb, cb_x, bk * 2))
 
+    consts = _constants(em, act, scaled_acc)
+    # activation registers, two sets [tile][16-byte piece] (8 halves of this thread's K range each):
+    # chunk k computes from one set while chunk k + KS loads into the other (the loop body is
+    # emitted twice, one per set); rows past M are never loaded and stay 0
+    sets = [[[[em.new("r") for _ in range(4)] for _ in range(bk // 32)] for _ in range(nt)] for _ in range(2)]
+    for regs in (r for xs in sets for tile_regs in xs for piece in tile_regs for r in piece):
+        em.ins(f"mov.b32 {regs}, 0")
+
+    def load_x(xs, chunk: str) -> None:
+        """Activations of `chunk` (if < ub) into `xs`; advances the pointers by KS chunks."""
+        more = em.new("p")
+        em.ins(f"setp.lt.s32 {more}, {chunk}, {ub}")
+        for t in range(nt):
+            guard = em.new("p")
+            em.ins(f"and.pred {guard}, {more}, {xv[t]}")
+            for q in range(bk // 32):
+                em.ins(f"@{guard} ld.global.nc.v4.b32 {{{', '.join(xs[t][q])}}}, [{xps[t]}+{16 * q}]")
+            em.ins(f"add.s64 {xps[t]}, {xps[t]}, {bk * 2 * ks_n}")
+
+    join = None
+    if tma.applicable(em, wi, si, bk, block, bn, ks_n):
+        lp = tma.Loop(op, bk, block, bn, nt, ks_n, S, em.as_reg(em.get(op.lb).regs[0]), lb, ub, w_row, rg, ks,
+                      g, c, lane)
+        join = tma.emit_branch(
+            em, lp, wi, si,
+            lambda staged, xs: _compute(em, ring, None, c, d, act, bk, block, nt, consts, xs, d_odd, staged),
+            load_x, sets, lambda: _stage_regs(em, bk, block))
+
     ring_end = em.new("r")
     em.ins(f"add.u32 {ring_end}, {tb}, {ring.bytes}")
     it_p, ps = em.new("r"), em.new("r")
@@ -311,24 +340,6 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
     for _ in range(S - 1):
         issue()
 
-    consts = _constants(em, act, scaled_acc)
-    # activation registers, two sets [tile][16-byte piece] (8 halves of this thread's K range each):
-    # chunk k computes from one set while chunk k + KS loads into the other (the loop body is
-    # emitted twice, one per set); rows past M are never loaded and stay 0
-    sets = [[[[em.new("r") for _ in range(4)] for _ in range(bk // 32)] for _ in range(nt)] for _ in range(2)]
-    for regs in (r for xs in sets for tile_regs in xs for piece in tile_regs for r in piece):
-        em.ins(f"mov.b32 {regs}, 0")
-
-    def load_x(xs, chunk: str) -> None:
-        """Activations of `chunk` (if < ub) into `xs`; advances the pointers by KS chunks."""
-        more = em.new("p")
-        em.ins(f"setp.lt.s32 {more}, {chunk}, {ub}")
-        for t in range(nt):
-            guard = em.new("p")
-            em.ins(f"and.pred {guard}, {more}, {xv[t]}")
-            for q in range(bk // 32):
-                em.ins(f"@{guard} ld.global.nc.v4.b32 {{{', '.join(xs[t][q])}}}, [{xps[t]}+{16 * q}]")
-            em.ins(f"add.s64 {xps[t]}, {xps[t]}, {bk * 2 * ks_n}")
 
     it, cs, nxt = em.new("r"), em.new("r"), em.new("r")
     em.ins(f"mov.u32 {it}, {lb}")
@@ -375,6 +386,8 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
     em.ins(f"bra {top}")
     em.place(done)
     em.ins("cp.async.wait_all")
+    if join is not None:
+        em.place(join)
     if d_odd is not None:
         for r, r2 in zip(d[0], d_odd[0]):
             em.ins(f"add.f32 {r}, {r}, {r2}")

@@ -301,6 +301,10 @@ def _tma(cta, ins, t: int, to_smem: bool) -> None:
     coords = _coords(cta, taddr[2], t)
     if len(coords) != rank or len(tm.dims) != rank:
         raise cta.error(f"{rank}d TMA with {len(coords)} coordinates on a rank-{len(tm.dims)} tensor map", t)
+    if not tm.packed_bits and (int(coords[0]) * tm.elem_bytes) % 16:
+        # the hardware needs the box's innermost start 16-byte aligned (else: illegal instruction)
+        raise cta.error(f"TMA innermost coordinate {int(coords[0])} is not a 16-byte multiple "
+                        f"({tm.elem_bytes}-byte elements): an illegal instruction on the GPU", t)
     tids = np.array([t])
     if to_smem:
         dst = int(smem_offsets(cta, dst_op, tids)[0])

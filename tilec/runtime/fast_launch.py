@@ -13,7 +13,9 @@ plan dict, compile), so semantics are exactly those of `Kernel.launch_signature`
   same 16-byte alignment bit (base pointer and row pitch) and the same static dims;
 * a packed fp4 tensor (``tilec.fp4.FP4Tensor`` over a torch tensor): an FP4Tensor whose
   ``packed`` passes the tensor test above, with the rank, alignment bit and static dims of
-  its logical ``shape`` (the launch packs ``packed.data_ptr()`` and the logical dims).
+  its logical ``shape`` (the launch packs ``packed.data_ptr()`` and the logical dims);
+* a TMA tensor map of a contiguous tensor argument: its 128 bytes come from the launch's
+  descriptor cache keyed by (pointer, shape, role) (`launch.tensor_map_getter`).
 
 Per call it reads each tensor's ``dtype, shape, data_ptr(), is_contiguous(), get_device()``
 once, packs pointers, dims and scalars into the launcher's argument buffer with one
@@ -65,6 +67,7 @@ def build_fast_launch(kernel, args: tuple, gpu, value_args: tuple, grid: tuple,
     for (i, ax) in kernel.static_dims:
         static.setdefault(i, []).append(ax)
     tensors = set()
+    contiguous = {}          # contiguous tensor arguments -> element size (what a TMA map needs)
     for i, (p, a) in enumerate(zip(kernel.params, args)):
         t = type(a)
         if p.kind == "constant":
@@ -90,6 +93,8 @@ def build_fast_launch(kernel, args: tuple, gpu, value_args: tuple, grid: tuple,
                 if ax < len(shape):
                     src.append(f"if s{i}[{ax}] != {shape[ax]}: return False")
             tensors.add(i)
+            if a.is_contiguous():
+                contiguous[i] = a.element_size()
         elif t is FP4Tensor and type(a.packed) is _torch_tensor_type(type(a.packed)):
             # packed fp4: the logical shape gives the dims, the packed uint8 tensor the pointer
             # (its contiguity and device are checked like a tensor's; alignment as `bind` sees it)
@@ -110,14 +115,22 @@ def build_fast_launch(kernel, args: tuple, gpu, value_args: tuple, grid: tuple,
                 if ax < len(shape):
                     src.append(f"if s{i}[{ax}] != {shape[ax]}: return False")
             tensors.add(i)
+            if k.is_contiguous():
+                contiguous[i] = 1
         else:
             return None
     values = []
     for k, prm in enumerate(gpu.params):
         role = prm.role
-        i = value_args[role[1]] if role[0] in ("tensor", "dim", "scalar") else None
+        i = value_args[role[1]] if role[0] in ("tensor", "dim", "scalar", "tma") else None
         if role[0] == "tensor" and i in tensors:
             values.append(f"p{i}")
+        elif role[0] == "tma" and i in tensors and contiguous.get(i):
+            # TMA descriptor: built once per (pointer, shape), then a dict lookup per call
+            from tilec.runtime.launch import tensor_map_getter
+
+            ns[f"TMAP{k}"] = tensor_map_getter(role, contiguous[i])
+            values.append(f"TMAP{k}(p{i}, s{i})")
         elif role[0] == "dim" and i in tensors:
             values.append(f"s{i}[{role[2]}]")
         elif role[0] == "scalar":
@@ -126,7 +139,7 @@ def build_fast_launch(kernel, args: tuple, gpu, value_args: tuple, grid: tuple,
             values.append(f"a{i}")
         elif role[0] == "grid":
             values.append(str(grid[role[1]] if role[1] < len(grid) else 1))
-        else:  # TMA descriptors and anything new: the general plan handles them
+        else:  # TMA maps of non-contiguous data and anything new: the general plan handles them
             return None
     src += ["try:", f"    PACK(BUF, {offset}, {', '.join(values)})",
             "except (OverflowError, STRUCT_ERROR):  # dims >= 2^32, out-of-range scalars: general path",

@@ -250,6 +250,8 @@ L2_PROMOTION = 256
 
 #: packed TMA data types (role dtype names) -> bits per element in global memory
 PACKED_TMA_BITS = {"16u4_align16b": 4, "16u6_align16b": 6}
+#: role dtype: an FP4Tensor's packed rows read as bytes (UINT8 map, innermost dim = row bytes)
+FP4_AS_BYTES = "fp4_bytes"
 
 
 def tensor_map_args(shape, strides_bytes, role) -> tuple:
@@ -261,25 +263,30 @@ def tensor_map_args(shape, strides_bytes, role) -> tuple:
     says (a GPU `FP4Tensor`'s `DeviceArray` carries one-byte-per-element strides; the kernels
     read packed fp4 rows as contiguous too, `tcgen05_direct._fp4_row_bytes`)."""
     box, swizzle, dtype = role[2:5]
-    bits = PACKED_TMA_BITS.get(dtype)
+    bits = 4 if dtype == FP4_AS_BYTES else PACKED_TMA_BITS.get(dtype)
     if bits:
-        pitch, st = -(-int(shape[-1]) * bits // 8), []
+        row = -(-int(shape[-1]) * bits // 8)
+        pitch, st = row, []
         for d in reversed(shape[:-1]):       # dims 1..r-1 innermost first: row pitch, then products
             st.append(pitch)
             pitch *= int(d)
+        if dtype == FP4_AS_BYTES:            # the packed rows as bytes: the innermost dim counts bytes
+            return "u8", (row, *(int(d) for d in reversed(shape[:-1]))), tuple(st), box, swizzle
         return dtype, tuple(reversed(shape)), tuple(st), box, swizzle
     return dtype, tuple(reversed(shape)), tuple(reversed(strides_bytes))[1:], box, swizzle
 
 
 def tma_ready(ptr: int, shape, role) -> bool:
-    """Whether the tensor map of a role with the "k128" suffix may be built: a 32-byte aligned
-    base and an innermost extent that is a multiple of 128 elements (the driver's rules for the
-    packed 16U4 / 16U6 ALIGN16B types).  The kernel makes the same test on the pointer and dims
-    it receives (`backends/ptx/tcgen05_f8f6f4_tma.guard`) and, when it fails, copies the
-    operands itself and never reads the map.  Other roles: always True."""
-    if len(role) < 6 or role[5] != "k128":
+    """Whether the tensor map of a role with a "kN" suffix may be built: an innermost extent
+    that is a multiple of N elements and a 16-byte aligned base (32-byte for "k128", the
+    tcgen05 kind::f8f6f4 maps, whose packed 16U4 / 16U6 ALIGN16B types the driver holds to it).  The kernel makes the same test on the pointer and
+    dims it receives (`backends/ptx/tcgen05_f8f6f4_tma.guard`, `lower_w4a16_tma._entry_test`)
+    and, when it fails, copies the operands itself and never reads the map.  Roles without a
+    suffix: always True."""
+    if len(role) < 6 or not str(role[5]).startswith("k"):
         return True
-    return int(ptr) % 32 == 0 and int(shape[-1]) % 128 == 0
+    align = 32 if role[4] in PACKED_TMA_BITS or role[5] == "k128" else 16
+    return int(ptr) % align == 0 and int(shape[-1]) % int(role[5][1:]) == 0
 
 
 def tensor_map_bytes(array: DeviceArray, role) -> bytes:
@@ -297,6 +304,19 @@ def tensor_map_bytes(array: DeviceArray, role) -> bytes:
         hit = _tensor_maps[key] = make_tma_descriptor(array.ptr, *tensor_map_args(array.shape, array.strides, role),
                                                       l2_promotion=L2_PROMOTION, cache=False).bytes
     return hit
+
+
+def tensor_map_getter(role, itemsize: int):
+    """For generated launch code (tilec.runtime.fast_launch): `get(ptr, shape)`, the descriptor
+    bytes of a contiguous tensor of `itemsize`-byte elements, through `tensor_map_bytes`'s cache."""
+    dtype = np.dtype(f"V{itemsize}")             # only the size matters (contiguous strides)
+    maps = _tensor_maps
+
+    def get(ptr: int, shape) -> bytes:
+        shape = tuple(shape)
+        hit = maps.get((ptr, shape, role))
+        return hit if hit is not None else tensor_map_bytes(DeviceArray(None, ptr, shape, dtype, None, -1), role)
+    return get
 
 
 def launch_artifact(artifact, values: list, grid: tuple[int, ...]) -> None:

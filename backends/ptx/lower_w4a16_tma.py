@@ -1,0 +1,323 @@
+"""`w4a16.mma_loop` on sm_90a: the packed weights and scales streamed by TMA on mbarriers.
+
+lower_w4a16.py's per-thread cp.async ring keeps one chunk per warp (BN x BK/2 bytes per CTA
+and stage: 4 KiB at BN = 64, BK = 128) in flight and spends one 16-byte `cp.async` per thread,
+row and chunk.  On sm_90a the CTA's weights move instead as one TMA box per K warp and stage,
+[BN rows x BK/2 bytes], plus one [BN x KS*BK/block] box of scale bytes: a stage holds the KS
+chunks that the CTA's KS K-warps compute side by side (16 KiB at BN = 64, KS = 4), S stages
+are in flight, and one thread issues them all.  Decode, activations and mma.sync are
+lower_w4a16.py's, unchanged; only where a thread's packed words and scale bytes come from
+differs:
+
+    before (per thread and chunk): cp.async.cg x 2 rows (+ scales); commit; wait_group S-1
+    after  (per CTA and stage):    thread 0: mbarrier.arrive.expect_tx full[s];
+                                             cp.async.bulk.tensor.2d x KS (weights) + 1 (scales)
+                                   every warp: mbarrier.try_wait full[s]; ld.shared (its rows and
+                                             chunk); bar.warp.sync; lane 0: mbarrier.arrive empty[s]
+                                   thread 0: refills stage s once empty[s] completes
+
+Shared memory (from the 1024-byte aligned base): S weight stages of KS boxes, box k at
+`k * BN*BK/2` holding rows w_row .. w_row+BN-1 of chunk lb + j*KS + k row-major (BK/2 bytes a
+row: a warp's `ld.shared.v4` of rows g, g+1 x lanes c covers 128 contiguous bytes, conflict
+free), then S scale stages [BN x KS*BK/block + 16] (TMA's innermost coordinate must be a 16-byte
+multiple, so the box starts at the 16-byte boundary below the stage's first scale byte), then
+2S mbarriers (full: 1 arrival + the
+transaction bytes; empty: one arrival per warp).  Every warp runs the same J = ceil((ub - lb)
+/ KS) iterations (its chunk past ub is fetched from zero-filled or foreign rows and not
+computed), so the barrier counts stay uniform.  Rows past N and chunks past K read as zeros
+(TMA's out-of-bounds fill).
+
+The tensor maps read the packed FP4 rows as bytes (role dtype "fp4_bytes") and the scales as
+bytes; their rows must be 16-byte multiples.  The kernel tests that at entry (both pointers
+16-byte aligned, K % 32 == 0, K / block % 16 == 0: exactly `tma_ready`'s test of the two maps)
+and otherwise runs the cp.async ring, whose maps the launch leaves unbuilt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .emitter import KernelEmitter, KernelParam
+from .lower_tgpu_memory import ALIGN, aligned_base
+
+#: off: sm_90a takes the cp.async ring too (bench/fp4.py --sweep compares the two)
+ENABLED = True
+
+
+@dataclass
+class Loop:
+    """What the K loop of one `w4a16.mma_loop` lowering works with (lower_w4a16.lower_mma_loop)."""
+
+    op: object
+    bk: int
+    block: int
+    bn: int
+    nt: int
+    ks_n: int
+    stages: int
+    lb0: str          # the op's first chunk (CTA-uniform)
+    lb: str           # this warp's first chunk (lb0 + ks)
+    ub: str
+    w_row: str        # the CTA's first weight row
+    rg: str
+    ks: str
+    g: str
+    c: str
+    lane: str
+
+
+def applicable(em: KernelEmitter, wi, si, bk: int, block: int, bn: int, ks_n: int) -> bool:
+    """Whether the TMA loop exists for this kernel (it still runs only when the entry test passes)."""
+    if not ENABLED or em.sm < 90 or bn > 256 or (ks_n * bk // block) % 16 or (bk // 2) % 16:
+        return False
+    kq, ksc = wi.dims[1], si.dims[1]
+    return not (isinstance(kq, int) and kq % 32) and not (isinstance(ksc, int) and ksc % 16)
+
+
+def _tensormap(em: KernelEmitter, tensor, box: tuple[int, int], dtype: str, multiple: int) -> str:
+    """A tensor-map kernel parameter over argument `tensor` (box innermost first) that the launch
+    builds only when `tma_ready` holds (16-byte aligned base, innermost extent % `multiple`)."""
+    role = ("tma", tensor.index, box, 0, dtype, f"k{multiple}")
+    name = next((p.name for p in em.params if p.role == role), None)
+    if name is None:
+        name = f"p{tensor.index}_tma{sum(1 for p in em.params if p.kind == 'tensormap' and p.role[1] == tensor.index)}"
+        em.params.append(KernelParam(name, "tensormap", role))
+    r = em.new("rd")
+    em.ins(f"mov.u64 {r}, {name}")
+    em.ins(f"cvta.param.u64 {r}, {r}")
+    return r
+
+
+def _entry_test(em: KernelEmitter, wi, si) -> str:
+    """Predicate: both maps are usable (mirrors `tilec.runtime.launch.tma_ready`)."""
+    ok = em.new("p")
+    em.ins(f"setp.eq.u32 {ok}, 1, 1")
+    for info, multiple in ((wi, 32), (si, 16)):
+        lo, t, p = em.new("r"), em.new("r"), em.new("p")
+        em.ins(f"cvt.u32.u64 {lo}, {info.ptr}")
+        k = info.dims[1]
+        if isinstance(k, int):
+            em.ins(f"and.b32 {t}, {lo}, 15")
+        else:
+            em.ins(f"and.b32 {lo}, {lo}, 15")
+            em.ins(f"rem.u32 {t}, {k}, {multiple}")
+            em.ins(f"or.b32 {t}, {t}, {lo}")
+        em.ins(f"setp.eq.u32 {p}, {t}, 0")
+        em.ins(f"and.pred {ok}, {ok}, {p}")
+    return ok
+
+
+def _stage_of(em: KernelEmitter, j: str, S: int) -> tuple[str, str]:
+    """(stage, parity) of iteration j."""
+    s, q, ph = em.new("r"), em.new("r"), em.new("r")
+    if S & (S - 1) == 0:
+        em.ins(f"and.b32 {s}, {j}, {S - 1}")
+        em.ins(f"shr.u32 {q}, {j}, {S.bit_length() - 1}")
+    else:
+        em.ins(f"rem.u32 {s}, {j}, {S}")
+        em.ins(f"div.u32 {q}, {j}, {S}")
+    em.ins(f"and.b32 {ph}, {q}, 1")
+    return s, ph
+
+
+def _wait(em: KernelEmitter, bar: str, parity: str) -> None:
+    p, again = em.new("p"), em.label("w4a16_mbar_wait")
+    em.place(again)
+    em.ins(f"mbarrier.try_wait.parity.shared::cta.b64 {p}, [{bar}], {parity}")
+    em.ins(f"@!{p} bra {again}")
+
+
+def emit_branch(em: KernelEmitter, lp: Loop, wi, si, compute, load_x, sets, stage_regs) -> str:
+    """Entry test; when it holds, the TMA loop (accumulating through `compute`), then a jump to
+    the returned join label.  Code after this call (the cp.async ring) runs when it fails.
+    `compute(staged, xs)`: decode + mma of one chunk; `load_x(xs, chunk)`: its activations;
+    `sets`: the two activation register sets; `stage_regs()`: a fresh (scales, words) set."""
+    bk, block, bn, KS, S, nt = lp.bk, lp.block, lp.bn, lp.ks_n, lp.stages, lp.nt
+    box_w = bn * bk // 2                          # one K warp's chunk: [BN rows x BK/2 bytes]
+    sb = KS * bk // block                         # scale bytes per row and stage
+    # TMA's innermost coordinate must be a 16-byte multiple (else: illegal instruction); a
+    # stage's first scale byte lb0 * BK/block + j * sb is not when lb0 is not a multiple of
+    # 16 / (BK/block) (split K), so the box starts 16-byte aligned below it, 16 bytes wider,
+    # and threads read `shift` bytes in (the same for every stage: sb is a 16-byte multiple)
+    s_box = sb + 16
+    w_stage, s_stage = KS * box_w, bn * s_box
+    w_off, s_off = 0, S * w_stage
+    bar_off = s_off + -(-S * s_stage // 128) * 128
+    em.reserve_smem(ALIGN + bar_off + 16 * S)
+    q = max(1, bk // 4 // block)                  # scale bytes per thread, row and chunk
+    tx = KS * box_w + bn * s_box
+
+    base = aligned_base(em)
+    cp_label, join = em.label("w4a16_cp_async"), em.label("w4a16_join")
+    ok = _entry_test(em, wi, si)
+    em.ins(f"@!{ok} bra {cp_label}")
+    em.push_scope()
+    em.comment(f"w4a16.mma_loop (sm_90a TMA): {S} stages of {KS} x [{bn} x {bk // 2} B] weights + "
+               f"[{bn} x {sb} B] scales, {tx} bytes each")
+    wmap = _tensormap(em, lp.op.wq, (bk // 2, bn), "fp4_bytes", 32)
+    smap = _tensormap(em, lp.op.ws, (s_box, bn), "u8", 16)
+    lead, lane0 = em.new("p"), em.new("p")
+    em.ins(f"setp.eq.u32 {lead}, {em.tid}, 0")
+    em.ins(f"setp.eq.u32 {lane0}, {lp.lane}, 0")
+    bars = em.new("r")
+    em.ins(f"add.u32 {bars}, {base}, {bar_off}")
+    em.ins("fence.proxy.async.shared::cta")
+    for s in range(S):
+        em.ins(f"@{lead} mbarrier.init.shared::cta.b64 [{bars}+{8 * s}], 1")
+        em.ins(f"@{lead} mbarrier.init.shared::cta.b64 [{bars}+{8 * (S + s)}], {em.num_warps}")
+    em.ins(f"@{lead} fence.mbarrier_init.release.cluster")
+    em.bar()
+
+    # iterations J = ceil((ub - lb0) / KS), 0 when ub <= lb0
+    J, t, neg = em.new("r"), em.new("r"), em.new("p")
+    em.ins(f"sub.s32 {t}, {lp.ub}, {lp.lb0}")
+    em.ins(f"setp.lt.s32 {neg}, {t}, 0")
+    em.ins(f"@{neg} mov.s32 {t}, 0")
+    em.ins(f"add.u32 {t}, {t}, {KS - 1}")
+    em.ins(f"div.u32 {J}, {t}, {KS}")
+
+    # this thread's offsets inside a stage: rows 16 rg + g (+ 8), its K warp's box / scale bytes
+    wrow = em.new("r")
+    em.ins(f"mad.lo.u32 {wrow}, {lp.rg}, 16, {lp.g}")
+    my_w, my_s = em.new("r"), em.new("r")
+    em.ins(f"mul.lo.u32 {my_w}, {lp.ks}, {box_w}")
+    em.ins(f"mad.lo.u32 {my_w}, {wrow}, {bk // 2}, {my_w}")
+    em.ins(f"mad.lo.u32 {my_w}, {lp.c}, {bk // 8}, {my_w}")
+    em.ins(f"add.u32 {my_w}, {my_w}, {base}")
+    s0, shift = em.new("r"), em.new("r")                 # the first stage's scale column, 16-byte aligned
+    em.ins(f"mul.lo.u32 {s0}, {lp.lb0}, {bk // block}")
+    em.ins(f"and.b32 {shift}, {s0}, 15")
+    em.ins(f"sub.u32 {s0}, {s0}, {shift}")
+    em.ins(f"mad.lo.u32 {my_s}, {wrow}, {s_box}, {shift}")
+    em.ins(f"mad.lo.u32 {my_s}, {lp.ks}, {bk // block}, {my_s}")
+    em.ins(f"mad.lo.u32 {my_s}, {lp.c}, {q}, {my_s}")
+    em.ins(f"add.u32 {my_s}, {my_s}, {base}")
+
+    def issue(j: str) -> None:
+        """Thread 0: stage j % S <- iteration j (its KS chunks' boxes), on full[j % S]."""
+        s, _ = _stage_of(em, j, S)
+        bar, wd, sd, cw, cs = em.new("r"), em.new("r"), em.new("r"), em.new("r"), em.new("r")
+        em.ins(f"mad.lo.u32 {bar}, {s}, 8, {bars}")
+        em.ins(f"mad.lo.u32 {wd}, {s}, {w_stage}, {base}")
+        em.ins(f"mad.lo.u32 {sd}, {s}, {s_stage}, {base}")
+        em.ins(f"add.u32 {sd}, {sd}, {s_off}")
+        em.ins(f"mad.lo.u32 {cw}, {j}, {KS}, {lp.lb0}")     # first chunk of the stage
+        em.ins(f"mul.lo.u32 {cw}, {cw}, {bk // 2}")
+        em.ins(f"mad.lo.u32 {cs}, {j}, {sb}, {s0}")
+        em.ins(f"mbarrier.arrive.expect_tx.shared::cta.b64 _, [{bar}], {tx}")
+        for k in range(KS):
+            x = cw
+            if k:
+                x = em.new("r")
+                em.ins(f"add.u32 {x}, {cw}, {k * bk // 2}")
+            em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                   f"[{wd}+{k * box_w}], [{wmap}, {{{x}, {lp.w_row}}}], [{bar}]")
+        em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+               f"[{sd}], [{smap}, {{{cs}, {lp.w_row}}}], [{bar}]")
+
+    def fetch(j: str, regs) -> None:
+        """Every warp: wait for iteration j's stage, read this thread's words and scale bytes,
+        release the stage (lane 0 arrives on empty[j % S] once the warp has read it)."""
+        es, words = regs
+        s, ph = _stage_of(em, j, S)
+        bar, wa, sa = em.new("r"), em.new("r"), em.new("r")
+        em.ins(f"mad.lo.u32 {bar}, {s}, 8, {bars}")
+        _wait(em, bar, ph)
+        em.ins(f"mad.lo.u32 {wa}, {s}, {w_stage}, {my_w}")
+        em.ins(f"mad.lo.u32 {sa}, {s}, {s_stage}, {my_s}")
+        for r in range(2):
+            for i in range(q):
+                em.ins(f"ld.shared.u8 {es[r][i]}, [{sa}+{s_off + 8 * r * s_box + i}]")
+        for u in range(bk // 128):
+            for r in range(2):
+                em.ins(f"ld.shared.v4.b32 {{{', '.join(words[2 * u + r])}}}, [{wa}+{8 * r * bk // 2 + 16 * u}]")
+        em.ins("bar.warp.sync -1")
+        em.ins(f"@{lane0} mbarrier.arrive.shared::cta.b64 _, [{bar}+{8 * S}]")
+
+    # prologue: thread 0 fills min(S, J) stages
+    j = em.new("r")
+    pro, pro_done = em.label("w4a16_tma_prologue"), em.label("w4a16_tma_prologue_done")
+    em.ins(f"mov.u32 {j}, 0")
+    em.ins(f"@!{lead} bra {pro_done}")
+    em.place(pro)
+    more = em.new("p")
+    em.ins(f"setp.ge.u32 {more}, {j}, {S}")
+    em.ins(f"@{more} bra {pro_done}")
+    em.ins(f"setp.ge.u32 {more}, {j}, {J}")
+    em.ins(f"@{more} bra {pro_done}")
+    issue(j)
+    em.ins(f"add.u32 {j}, {j}, 1")
+    em.ins(f"bra {pro}")
+    em.place(pro_done)
+
+    # prefetch (one n8 tile): iteration j + 1's stage is read while j computes; the stage read
+    # in iteration j (r = j + 1, or r = j without prefetch) is refilled with r - 1 + S ... by
+    # thread 0 at the top of the next iteration, once every warp has released it
+    prefetch = nt == 1
+    staged = [stage_regs(), stage_regs()] if prefetch else [stage_regs()]
+    it, jj = em.new("r"), em.new("r")
+    em.ins(f"mov.u32 {it}, {lp.lb}")
+    em.ins(f"mov.u32 {jj}, 0")
+    load_x(sets[0], it)
+    if prefetch:
+        skip = em.label("w4a16_tma_first")
+        none = em.new("p")
+        em.ins(f"setp.eq.u32 {none}, {J}, 0")
+        em.ins(f"@{none} bra {skip}")
+        fetch(jj, staged[0])
+        em.place(skip)
+    top, done = em.label("w4a16_tma_loop"), em.label("w4a16_tma_done")
+    em.place(top)
+    for half in range(2):
+        fin = em.new("p")
+        em.ins(f"setp.ge.u32 {fin}, {jj}, {J}")
+        em.ins(f"@{fin} bra {done}")
+        # thread 0 refills the stage released last (iteration r = jj with prefetch, jj - 1 without)
+        r, refill, no_refill = em.new("r"), em.new("p"), em.label("w4a16_tma_no_refill")
+        if prefetch:
+            em.ins(f"mov.u32 {r}, {jj}")
+        else:
+            em.ins(f"add.u32 {r}, {jj}, -1")
+        em.ins(f"@!{lead} bra {no_refill}")
+        if not prefetch:
+            em.ins(f"setp.eq.u32 {refill}, {jj}, 0")
+            em.ins(f"@{refill} bra {no_refill}")
+        nj = em.new("r")
+        em.ins(f"add.u32 {nj}, {r}, {S}")
+        em.ins(f"setp.ge.u32 {refill}, {nj}, {J}")
+        em.ins(f"@{refill} bra {no_refill}")
+        rs, rph = _stage_of(em, r, S)
+        eb = em.new("r")
+        em.ins(f"mad.lo.u32 {eb}, {rs}, 8, {bars}")
+        em.ins(f"add.u32 {eb}, {eb}, {8 * S}")
+        _wait(em, eb, rph)
+        issue(nj)
+        em.place(no_refill)
+
+        nxt, j1 = em.new("r"), em.new("r")
+        em.ins(f"add.u32 {nxt}, {it}, {KS}")
+        em.ins(f"add.u32 {j1}, {jj}, 1")
+        load_x(sets[1 - half], nxt)
+        if prefetch:
+            last, skip = em.new("p"), em.label("w4a16_tma_last")
+            em.ins(f"setp.ge.u32 {last}, {j1}, {J}")
+            em.ins(f"@{last} bra {skip}")
+            fetch(j1, staged[1 - half])
+            em.place(skip)
+            regs = staged[half]
+        else:
+            fetch(jj, staged[0])
+            regs = staged[0]
+        past, skip_c = em.new("p"), em.label("w4a16_tma_skip")
+        em.ins(f"setp.ge.s32 {past}, {it}, {lp.ub}")
+        em.ins(f"@{past} bra {skip_c}")
+        compute(regs, sets[half])
+        em.place(skip_c)
+        em.ins(f"mov.u32 {it}, {nxt}")
+        em.ins(f"mov.u32 {jj}, {j1}")
+    em.ins(f"bra {top}")
+    em.place(done)
+    em.pop_scope()
+    em.ins(f"bra.uni {join}")
+    em.place(cp_label)
+    return join
