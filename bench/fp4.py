@@ -124,8 +124,8 @@ def main() -> None:
     p.add_argument("--sweep", action="store_true")
     p.add_argument("--no-triton", action="store_true", help="skip the Triton anchor")
     p.add_argument("--sweep-only", action="store_true", help="only the tilec configuration sweep")
-    p.add_argument("--configs", default="", help="sweep configs BN:BK:stages:warps[:tma 0/1],... (default: a "
-                   "built-in list)")
+    p.add_argument("--configs", default="", help="sweep configs BN:BK:stages:warps[:tma 0/1[:x by tma 0/1]],... "
+                   "(default: a built-in list)")
     a = p.parse_args()
     import torch
 
@@ -218,8 +218,9 @@ def main() -> None:
                                    (64, 128, 8, 16, 1), (32, 128, 6, 8, 1), (128, 128, 4, 16, 1)):
                 bn, bk, stages, warps = cfg[:4]
                 use_tma = bool(cfg[4]) if len(cfg) > 4 else True
-                if tma.ENABLED != use_tma:      # the sm_90a TMA weight stream or the cp.async ring
-                    tma.ENABLED = use_tma
+                x_tma = bool(cfg[5]) if len(cfg) > 5 else None     # None: the lowering's default
+                if (tma.ENABLED, tma.ACTIVATIONS_BY_TMA) != (use_tma, x_tma):   # TMA stream or cp.async ring
+                    tma.ENABLED, tma.ACTIVATIONS_BY_TMA = use_tma, x_tma
                     L.w4a16_kernel._cache.clear()
                     L.w4a16_kernel._plans.clear()
                 ys = torch.empty(m, n, dtype=torch.float16, device="cuda")
@@ -233,11 +234,12 @@ def main() -> None:
                     call(0)
                     t = measure(call)
                     print(f"    sweep BM={bm} BN={bn} BK={bk} stages={stages} warps={warps} "
-                          f"{'TMA' if use_tma else 'cp.async'}: {t[0] * 1e6:.1f} us")
+                          f"{('TMA' + {None: '', True: ', x by TMA', False: ', x by ld.global'}[x_tma]) if use_tma else 'cp.async'}: "
+                          f"{t[0] * 1e6:.1f} us")
                 except Exception as e:  # noqa: BLE001
                     print(f"    sweep BM={bm} BN={bn} BK={bk} stages={stages} warps={warps} "
                           f"{'TMA' if use_tma else 'cp.async'}: {type(e).__name__}: {e}"[:200])
-            tma.ENABLED = True
+            tma.ENABLED, tma.ACTIVATIONS_BY_TMA = True, None
             L.w4a16_kernel._cache.clear()
             L.w4a16_kernel._plans.clear()
     if a.sweep_only:

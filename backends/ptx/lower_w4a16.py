@@ -304,13 +304,15 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
             em.ins(f"add.s64 {xps[t]}, {xps[t]}, {bk * 2 * ks_n}")
 
     join = None
-    if tma.applicable(em, wi, si, bk, block, bn, ks_n):
-        lp = tma.Loop(op, bk, block, bn, nt, ks_n, S, em.as_reg(em.get(op.lb).regs[0]), lb, ub, w_row, rg, ks,
-                      g, c, lane)
+    infos = {"x": xi, "wq": wi, "ws": si}
+    tma_stages = tma.stages(em, infos, bk, block, bn, bm, ks_n, op.stages.value.data, limit)
+    if tma_stages:
+        lp = tma.Loop(op, bk, block, bn, nt, ks_n, tma_stages, em.as_reg(em.get(op.lb).regs[0]), lb, ub, w_row, x_row, xv,
+                      rg, ks, g, c, lane)
         join = tma.emit_branch(
-            em, lp, wi, si,
+            em, lp, infos,
             lambda staged, xs: _compute(em, ring, None, c, d, act, bk, block, nt, consts, xs, d_odd, staged),
-            load_x, sets, lambda: _stage_regs(em, bk, block))
+            sets, lambda: _stage_regs(em, bk, block), load_x)
 
     ring_end = em.new("r")
     em.ins(f"add.u32 {ring_end}, {tb}, {ring.bytes}")

@@ -1,36 +1,43 @@
-"""`w4a16.mma_loop` on sm_90a: the packed weights and scales streamed by TMA on mbarriers.
+"""`w4a16.mma_loop` on sm_90a: packed weights, scales (and activations) streamed by TMA on mbarriers.
 
 lower_w4a16.py's per-thread cp.async ring keeps one chunk per warp (BN x BK/2 bytes per CTA
 and stage: 4 KiB at BN = 64, BK = 128) in flight and spends one 16-byte `cp.async` per thread,
 row and chunk.  On sm_90a the CTA's weights move instead as one TMA box per K warp and stage,
 [BN rows x BK/2 bytes], plus one [BN x KS*BK/block] box of scale bytes: a stage holds the KS
 chunks that the CTA's KS K-warps compute side by side (16 KiB at BN = 64, KS = 4), S stages
-are in flight, and one thread issues them all.  Decode, activations and mma.sync are
-lower_w4a16.py's, unchanged; only where a thread's packed words and scale bytes come from
-differs:
+are in flight, and one thread issues them all.  From two n8 token tiles up (M > 8) the
+activations ride in the same stages, [BM x 64 halves] boxes with the 128-byte swizzle, so the
+CTA reads them from global memory once instead of once per row-group warp
+(`ACTIVATIONS_BY_TMA`).  Decode and mma.sync are lower_w4a16.py's, unchanged; only where a
+thread's packed words, scale bytes and activations come from differs:
 
     before (per thread and chunk): cp.async.cg x 2 rows (+ scales); commit; wait_group S-1
     after  (per CTA and stage):    thread 0: mbarrier.arrive.expect_tx full[s];
                                              cp.async.bulk.tensor.2d x KS (weights) + 1 (scales)
+                                             (+ KS * BK/64 activation boxes)
                                    every warp: mbarrier.try_wait full[s]; ld.shared (its rows and
                                              chunk); bar.warp.sync; lane 0: mbarrier.arrive empty[s]
                                    thread 0: refills stage s once empty[s] completes
 
+On the H100 (bench/RESULTS.md, K = N = 8192) this took M = 16 from 38.6 to 26.5 us and M = 1
+from 21.7 to 20.2.
+
 Shared memory (from the 1024-byte aligned base): S weight stages of KS boxes, box k at
 `k * BN*BK/2` holding rows w_row .. w_row+BN-1 of chunk lb + j*KS + k row-major (BK/2 bytes a
 row: a warp's `ld.shared.v4` of rows g, g+1 x lanes c covers 128 contiguous bytes, conflict
-free), then S scale stages [BN x KS*BK/block + 16] (TMA's innermost coordinate must be a 16-byte
+free), then S activation stages (KS * BK/64 boxes of BM x 128 bytes, when they ride along),
+then S scale stages [BN x KS*BK/block + 16] (TMA's innermost coordinate must be a 16-byte
 multiple, so the box starts at the 16-byte boundary below the stage's first scale byte), then
-2S mbarriers (full: 1 arrival + the
-transaction bytes; empty: one arrival per warp).  Every warp runs the same J = ceil((ub - lb)
+2S mbarriers (full: 1 arrival + the transaction bytes; empty: one arrival per warp).  Every warp runs the same J = ceil((ub - lb)
 / KS) iterations (its chunk past ub is fetched from zero-filled or foreign rows and not
 computed), so the barrier counts stay uniform.  Rows past N and chunks past K read as zeros
 (TMA's out-of-bounds fill).
 
-The tensor maps read the packed FP4 rows as bytes (role dtype "fp4_bytes") and the scales as
-bytes; their rows must be 16-byte multiples.  The kernel tests that at entry (both pointers
-16-byte aligned, K % 32 == 0, K / block % 16 == 0: exactly `tma_ready`'s test of the two maps)
-and otherwise runs the cp.async ring, whose maps the launch leaves unbuilt.
+The tensor maps read the packed FP4 rows as bytes (role dtype "fp4_bytes"), the scales as
+bytes and the activations as f16 / bf16; their rows must be 16-byte multiples.  The kernel
+tests that at entry (the three pointers 16-byte aligned, K % 32 == 0, K / block % 16 == 0,
+K % 8 == 0: exactly `tma_ready`'s test of the maps) and otherwise runs the cp.async ring, whose
+maps the launch leaves unbuilt.
 """
 
 from __future__ import annotations
@@ -42,6 +49,12 @@ from .lower_tgpu_memory import ALIGN, aligned_base
 
 #: off: sm_90a takes the cp.async ring too (bench/fp4.py --sweep compares the two)
 ENABLED = True
+#: where the activations come from: True, in the TMA stages (one [BM x 64] box per 64 K, read
+#: back from shared memory); False, global memory (`ld.global.nc` one chunk ahead, as in the
+#: cp.async ring); None (default), TMA from two n8 tiles (M > 8) up.  On the H100 (bench/fp4.py
+#: --sweep, K = N = 8192): M = 16 26.5 us by TMA against 28.6 from global memory; M = 1 21.9 against
+#: 20.2, its box being 7/8 zero fill and its few activation bytes L1 hits anyway.
+ACTIVATIONS_BY_TMA: bool | None = None
 
 
 @dataclass
@@ -59,6 +72,8 @@ class Loop:
     lb: str           # this warp's first chunk (lb0 + ks)
     ub: str
     w_row: str        # the CTA's first weight row
+    x_row: str        # the CTA's first token row
+    x_ok: list        # per n8 tile: this lane's token row is < M
     rg: str
     ks: str
     g: str
@@ -66,18 +81,35 @@ class Loop:
     lane: str
 
 
-def applicable(em: KernelEmitter, wi, si, bk: int, block: int, bn: int, ks_n: int) -> bool:
-    """Whether the TMA loop exists for this kernel (it still runs only when the entry test passes)."""
-    if not ENABLED or em.sm < 90 or bn > 256 or (ks_n * bk // block) % 16 or (bk // 2) % 16:
-        return False
-    kq, ksc = wi.dims[1], si.dims[1]
-    return not (isinstance(kq, int) and kq % 32) and not (isinstance(ksc, int) and ksc % 16)
+#: (tensor, innermost multiple) of the maps, as the entry test and `tma_ready` check them:
+#: packed weights K % 32 (16-byte rows), scales K/block % 16, activations K % 8
+_MULTIPLES = (("wq", 32), ("ws", 16), ("x", 8))
 
 
-def _tensormap(em: KernelEmitter, tensor, box: tuple[int, int], dtype: str, multiple: int) -> str:
+def _stage_bytes(bk: int, block: int, bn: int, bm: int, ks_n: int) -> tuple[int, int, int]:
+    """(weights, activations, scales) bytes of one stage (the module docstring's layout)."""
+    return ks_n * bn * bk // 2, ks_n * (bk // 64) * bm * 128, bn * (ks_n * bk // block + 16)
+
+
+def stages(em: KernelEmitter, infos: dict, bk: int, block: int, bn: int, bm: int, ks_n: int, wanted: int,
+           limit: int) -> int:
+    """The stages of the TMA loop (`wanted`, fewer where `limit` bytes of shared memory do not
+    hold them), or 0 when it does not exist for this kernel (it still runs only when the entry
+    test passes)."""
+    if not ENABLED or em.sm < 90 or bn > 256 or bm > 256 or (ks_n * bk // block) % 16 or bk % 64:
+        return 0
+    if any(isinstance(infos[n].dims[1], int) and infos[n].dims[1] % m for n, m in _MULTIPLES):
+        return 0
+    w, x, sc = _stage_bytes(bk, block, bn, bm, ks_n)
+    fit = (limit - 3 * 1024) // (w + x + sc + 16)          # alignment padding, barriers
+    return min(wanted, fit) if fit >= 2 else 0
+
+
+def _tensormap(em: KernelEmitter, tensor, box: tuple[int, int], dtype: str, multiple: int,
+               swizzle: int = 0) -> str:
     """A tensor-map kernel parameter over argument `tensor` (box innermost first) that the launch
     builds only when `tma_ready` holds (16-byte aligned base, innermost extent % `multiple`)."""
-    role = ("tma", tensor.index, box, 0, dtype, f"k{multiple}")
+    role = ("tma", tensor.index, box, swizzle, dtype, f"k{multiple}")
     name = next((p.name for p in em.params if p.role == role), None)
     if name is None:
         name = f"p{tensor.index}_tma{sum(1 for p in em.params if p.kind == 'tensormap' and p.role[1] == tensor.index)}"
@@ -88,11 +120,11 @@ def _tensormap(em: KernelEmitter, tensor, box: tuple[int, int], dtype: str, mult
     return r
 
 
-def _entry_test(em: KernelEmitter, wi, si) -> str:
-    """Predicate: both maps are usable (mirrors `tilec.runtime.launch.tma_ready`)."""
+def _entry_test(em: KernelEmitter, infos: dict) -> str:
+    """Predicate: all three maps are usable (mirrors `tilec.runtime.launch.tma_ready`)."""
     ok = em.new("p")
     em.ins(f"setp.eq.u32 {ok}, 1, 1")
-    for info, multiple in ((wi, 32), (si, 16)):
+    for info, multiple in ((infos[n], m) for n, m in _MULTIPLES):
         lo, t, p = em.new("r"), em.new("r"), em.new("p")
         em.ins(f"cvt.u32.u64 {lo}, {info.ptr}")
         k = info.dims[1]
@@ -127,12 +159,16 @@ def _wait(em: KernelEmitter, bar: str, parity: str) -> None:
     em.ins(f"@!{p} bra {again}")
 
 
-def emit_branch(em: KernelEmitter, lp: Loop, wi, si, compute, load_x, sets, stage_regs) -> str:
+def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_regs, load_x) -> str:
     """Entry test; when it holds, the TMA loop (accumulating through `compute`), then a jump to
     the returned join label.  Code after this call (the cp.async ring) runs when it fails.
-    `compute(staged, xs)`: decode + mma of one chunk; `load_x(xs, chunk)`: its activations;
-    `sets`: the two activation register sets; `stage_regs()`: a fresh (scales, words) set."""
+    `infos`: the TensorInfo of "x", "wq", "ws"; `compute(staged, xs)`: decode + mma of one
+    chunk; `sets`: the two activation register sets [tile][16-byte piece][4];
+    `stage_regs()`: a fresh (scales, words) set; `load_x(xs, chunk)`: the activations of a
+    chunk from global memory (when not `ACTIVATIONS_BY_TMA`)."""
     bk, block, bn, KS, S, nt = lp.bk, lp.block, lp.bn, lp.ks_n, lp.stages, lp.nt
+    x_tma = nt >= 2 if ACTIVATIONS_BY_TMA is None else ACTIVATIONS_BY_TMA
+    bm = 8 * nt
     box_w = bn * bk // 2                          # one K warp's chunk: [BN rows x BK/2 bytes]
     sb = KS * bk // block                         # scale bytes per row and stage
     # TMA's innermost coordinate must be a 16-byte multiple (else: illegal instruction); a
@@ -140,22 +176,30 @@ def emit_branch(em: KernelEmitter, lp: Loop, wi, si, compute, load_x, sets, stag
     # 16 / (BK/block) (split K), so the box starts 16-byte aligned below it, 16 bytes wider,
     # and threads read `shift` bytes in (the same for every stage: sb is a 16-byte multiple)
     s_box = sb + 16
-    w_stage, s_stage = KS * box_w, bn * s_box
-    w_off, s_off = 0, S * w_stage
+    # activations: per chunk BK/64 boxes [BM rows x 64 halves] (128 bytes a row, 128-byte
+    # swizzle: 16-byte unit u of row r at unit u ^ (r % 8), so a warp's reads of rows g, g+1 x
+    # lanes c meet at most 2 to a bank), 1024-byte aligned
+    x_box, xb_n = bm * 128, bk // 64
+    w_stage, x_stage, s_stage = _stage_bytes(bk, block, bn, bm, KS)
+    if not x_tma:
+        x_stage = 0
+    w_off, x_off = 0, -(-S * w_stage // 1024) * 1024     # the swizzle pattern needs 1024-byte aligned boxes
+    s_off = x_off + S * x_stage
     bar_off = s_off + -(-S * s_stage // 128) * 128
     em.reserve_smem(ALIGN + bar_off + 16 * S)
     q = max(1, bk // 4 // block)                  # scale bytes per thread, row and chunk
-    tx = KS * box_w + bn * s_box
+    tx = KS * box_w + bn * s_box + x_stage
 
     base = aligned_base(em)
     cp_label, join = em.label("w4a16_cp_async"), em.label("w4a16_join")
-    ok = _entry_test(em, wi, si)
+    ok = _entry_test(em, infos)
     em.ins(f"@!{ok} bra {cp_label}")
     em.push_scope()
     em.comment(f"w4a16.mma_loop (sm_90a TMA): {S} stages of {KS} x [{bn} x {bk // 2} B] weights + "
                f"[{bn} x {sb} B] scales, {tx} bytes each")
     wmap = _tensormap(em, lp.op.wq, (bk // 2, bn), "fp4_bytes", 32)
     smap = _tensormap(em, lp.op.ws, (s_box, bn), "u8", 16)
+    xmap = _tensormap(em, lp.op.x, (64, bm), infos["x"].dtype.name, 8, swizzle=128) if x_tma else None
     lead, lane0 = em.new("p"), em.new("p")
     em.ins(f"setp.eq.u32 {lead}, {em.tid}, 0")
     em.ins(f"setp.eq.u32 {lane0}, {lp.lane}, 0")
@@ -193,6 +237,25 @@ def emit_branch(em: KernelEmitter, lp: Loop, wi, si, compute, load_x, sets, stag
     em.ins(f"mad.lo.u32 {my_s}, {lp.c}, {q}, {my_s}")
     em.ins(f"add.u32 {my_s}, {my_s}, {base}")
 
+    # this thread's activation pieces q = 0..3 (K halves c*BK/4 + 8q .. of its chunk, token row
+    # 8t + g): box (c*BK/4 + 8q) / 64, unit ((c*BK/4 + 8q) % 64 / 8) ^ g of row g
+    my_x = []
+    kx0 = em.new("r")
+    em.ins(f"mul.lo.u32 {kx0}, {lp.c}, {bk // 4}")
+    for qq in range(bk // 32):
+        u, o = em.new("r"), em.new("r")
+        em.ins(f"add.u32 {u}, {kx0}, {8 * qq}")
+        em.ins(f"shr.u32 {o}, {u}, 6")                          # box
+        em.ins(f"mul.lo.u32 {o}, {o}, {x_box}")
+        em.ins(f"shr.u32 {u}, {u}, 3")
+        em.ins(f"and.b32 {u}, {u}, 7")
+        em.ins(f"xor.b32 {u}, {u}, {lp.g}")                     # swizzled unit
+        em.ins(f"mad.lo.u32 {o}, {u}, 16, {o}")
+        em.ins(f"mad.lo.u32 {o}, {lp.g}, 128, {o}")
+        em.ins(f"mad.lo.u32 {o}, {lp.ks}, {xb_n * x_box}, {o}")
+        em.ins(f"add.u32 {o}, {o}, {base}")
+        my_x.append(o)
+
     def issue(j: str) -> None:
         """Thread 0: stage j % S <- iteration j (its KS chunks' boxes), on full[j % S]."""
         s, _ = _stage_of(em, j, S)
@@ -204,6 +267,10 @@ def emit_branch(em: KernelEmitter, lp: Loop, wi, si, compute, load_x, sets, stag
         em.ins(f"mad.lo.u32 {cw}, {j}, {KS}, {lp.lb0}")     # first chunk of the stage
         em.ins(f"mul.lo.u32 {cw}, {cw}, {bk // 2}")
         em.ins(f"mad.lo.u32 {cs}, {j}, {sb}, {s0}")
+        xd, cx = em.new("r"), em.new("r")
+        em.ins(f"mad.lo.u32 {xd}, {s}, {x_stage}, {base}")
+        em.ins(f"add.u32 {xd}, {xd}, {x_off}")
+        em.ins(f"shl.b32 {cx}, {cw}, 1")                       # K half of the stage's first chunk
         em.ins(f"mbarrier.arrive.expect_tx.shared::cta.b64 _, [{bar}], {tx}")
         for k in range(KS):
             x = cw
@@ -214,10 +281,18 @@ def emit_branch(em: KernelEmitter, lp: Loop, wi, si, compute, load_x, sets, stag
                    f"[{wd}+{k * box_w}], [{wmap}, {{{x}, {lp.w_row}}}], [{bar}]")
         em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
                f"[{sd}], [{smap}, {{{cs}, {lp.w_row}}}], [{bar}]")
+        for b in range(KS * xb_n if x_tma else 0):
+            x = cx
+            if b:
+                x = em.new("r")
+                em.ins(f"add.u32 {x}, {cx}, {64 * b}")
+            em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                   f"[{xd}+{b * x_box}], [{xmap}, {{{x}, {lp.x_row}}}], [{bar}]")
 
-    def fetch(j: str, regs) -> None:
-        """Every warp: wait for iteration j's stage, read this thread's words and scale bytes,
-        release the stage (lane 0 arrives on empty[j % S] once the warp has read it)."""
+    def fetch(j: str, regs, xs) -> None:
+        """Every warp: wait for iteration j's stage, read this thread's words, scale bytes and
+        activations (`xs`; rows past M are not read and stay 0), release the stage (lane 0
+        arrives on empty[j % S] once the warp has read it)."""
         es, words = regs
         s, ph = _stage_of(em, j, S)
         bar, wa, sa = em.new("r"), em.new("r"), em.new("r")
@@ -231,6 +306,13 @@ def emit_branch(em: KernelEmitter, lp: Loop, wi, si, compute, load_x, sets, stag
         for u in range(bk // 128):
             for r in range(2):
                 em.ins(f"ld.shared.v4.b32 {{{', '.join(words[2 * u + r])}}}, [{wa}+{8 * r * bk // 2 + 16 * u}]")
+        xo = em.new("r")
+        em.ins(f"mul.lo.u32 {xo}, {s}, {x_stage}")
+        for t in range(nt if x_tma else 0):
+            for qq in range(bk // 32):
+                xa = em.new("r")
+                em.ins(f"add.u32 {xa}, {my_x[qq]}, {xo}")
+                em.ins(f"@{lp.x_ok[t]} ld.shared.v4.b32 {{{', '.join(xs[t][qq])}}}, [{xa}+{x_off + 1024 * t}]")
         em.ins("bar.warp.sync -1")
         em.ins(f"@{lane0} mbarrier.arrive.shared::cta.b64 _, [{bar}+{8 * S}]")
 
@@ -258,13 +340,14 @@ def emit_branch(em: KernelEmitter, lp: Loop, wi, si, compute, load_x, sets, stag
     it, jj = em.new("r"), em.new("r")
     em.ins(f"mov.u32 {it}, {lp.lb}")
     em.ins(f"mov.u32 {jj}, 0")
-    load_x(sets[0], it)
+    if not x_tma:
+        load_x(sets[0], it)
     if prefetch:
         skip = em.label("w4a16_tma_first")
         none = em.new("p")
         em.ins(f"setp.eq.u32 {none}, {J}, 0")
         em.ins(f"@{none} bra {skip}")
-        fetch(jj, staged[0])
+        fetch(jj, staged[0], sets[0])
         em.place(skip)
     top, done = em.label("w4a16_tma_loop"), em.label("w4a16_tma_done")
     em.place(top)
@@ -297,21 +380,24 @@ def emit_branch(em: KernelEmitter, lp: Loop, wi, si, compute, load_x, sets, stag
         nxt, j1 = em.new("r"), em.new("r")
         em.ins(f"add.u32 {nxt}, {it}, {KS}")
         em.ins(f"add.u32 {j1}, {jj}, 1")
-        load_x(sets[1 - half], nxt)
+        if not x_tma:
+            load_x(sets[1 - half], nxt)
+            if not prefetch:                     # one register set per chunk, as in the cp.async ring
+                xs_now = sets[half]
         if prefetch:
             last, skip = em.new("p"), em.label("w4a16_tma_last")
             em.ins(f"setp.ge.u32 {last}, {j1}, {J}")
             em.ins(f"@{last} bra {skip}")
-            fetch(j1, staged[1 - half])
+            fetch(j1, staged[1 - half], sets[1 - half])
             em.place(skip)
-            regs = staged[half]
+            regs, xs = staged[half], sets[half]
         else:
-            fetch(jj, staged[0])
-            regs = staged[0]
+            fetch(jj, staged[0], sets[0])
+            regs, xs = staged[0], (sets[0] if x_tma else xs_now)
         past, skip_c = em.new("p"), em.label("w4a16_tma_skip")
         em.ins(f"setp.ge.s32 {past}, {it}, {lp.ub}")
         em.ins(f"@{past} bra {skip_c}")
-        compute(regs, sets[half])
+        compute(regs, xs)
         em.place(skip_c)
         em.ins(f"mov.u32 {it}, {nxt}")
         em.ins(f"mov.u32 {jj}, {j1}")
