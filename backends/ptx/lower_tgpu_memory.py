@@ -114,6 +114,28 @@ def _stage_addr(em: KernelEmitter, offset: int, stage: str, stride: int) -> str:
     return r
 
 
+def stage_and_parity(em: KernelEmitter, t: str, S: int) -> tuple[str, str]:
+    """(t % S, (t / S) & 1): the ring stage of iteration `t` and the parity its mbarrier wait
+    expects (each stage's barrier completes once per trip around the ring)."""
+    s, q, ph = em.new("r"), em.new("r"), em.new("r")
+    if S & (S - 1) == 0:
+        em.ins(f"and.b32 {s}, {t}, {S - 1}")
+        em.ins(f"shr.u32 {q}, {t}, {S.bit_length() - 1}")
+    else:
+        em.ins(f"rem.u32 {s}, {t}, {S}")
+        em.ins(f"div.u32 {q}, {t}, {S}")
+    em.ins(f"and.b32 {ph}, {q}, 1")
+    return s, ph
+
+
+def wait_parity(em: KernelEmitter, bar: str, parity: str, hint: str = "mbar_wait") -> None:
+    """Spin until the mbarrier at shared address `bar` completes the phase of `parity`."""
+    p, again = em.new("p"), em.label(hint)
+    em.place(again)
+    em.ins(f"mbarrier.try_wait.parity.shared::cta.b64 {p}, [{bar}], {parity}")
+    em.ins(f"@!{p} bra {again}")
+
+
 def _bar_addr(em: KernelEmitter, op) -> str:
     bars: BarrierRef = em.get_any(op.barriers)
     return _stage_addr(em, bars.offset, _scalar(em, op.stage), 8)
@@ -148,17 +170,9 @@ def lower_mbarrier_init(em: KernelEmitter, op: G.MBarrierInitOp) -> None:
 
 @lowers(G.StageOp)
 def lower_stage(em: KernelEmitter, op: G.StageOp) -> None:
-    S = op.stages.value.data
     t = em.new("r")
     em.ins(f"sub.u32 {t}, {_scalar(em, op.iv)}, {_scalar(em, op.lb)}")
-    s, q, ph = em.new("r"), em.new("r"), em.new("r")
-    if S & (S - 1) == 0:
-        em.ins(f"and.b32 {s}, {t}, {S - 1}")
-        em.ins(f"shr.u32 {q}, {t}, {S.bit_length() - 1}")
-    else:
-        em.ins(f"rem.u32 {s}, {t}, {S}")
-        em.ins(f"div.u32 {q}, {t}, {S}")
-    em.ins(f"and.b32 {ph}, {q}, 1")
+    s, ph = stage_and_parity(em, t, op.stages.value.data)
     em.set(op.stage, Val(dt.int32, None, [s]))
     em.set(op.phase, Val(dt.int32, None, [ph]))
 
@@ -190,11 +204,7 @@ def _in_elect(op) -> bool:
 def lower_mbarrier_wait(em: KernelEmitter, op: G.MBarrierWaitOp) -> None:
     if not _in_elect(op):       # consumers read stage buffers from here to their release
         _state(em).consumer_from = len(em.lines)
-    addr, phase = _bar_addr(em, op), _scalar(em, op.phase)
-    p, again = em.new("p"), em.label("mbar_wait")
-    em.place(again)
-    em.ins(f"mbarrier.try_wait.parity.shared::cta.b64 {p}, [{addr}], {phase}")
-    em.ins(f"@!{p} bra {again}")
+    wait_parity(em, _bar_addr(em, op), _scalar(em, op.phase))
 
 
 @lowers(G.MBarrierArriveOp)

@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .emitter import KernelEmitter, KernelParam
-from .lower_tgpu_memory import ALIGN, aligned_base
+from .lower_tgpu_memory import ALIGN, aligned_base, stage_and_parity, wait_parity
 
 #: off: sm_90a takes the cp.async ring too (bench/fp4.py --sweep compares the two)
 ENABLED = True
@@ -137,26 +137,6 @@ def _entry_test(em: KernelEmitter, infos: dict) -> str:
         em.ins(f"setp.eq.u32 {p}, {t}, 0")
         em.ins(f"and.pred {ok}, {ok}, {p}")
     return ok
-
-
-def _stage_of(em: KernelEmitter, j: str, S: int) -> tuple[str, str]:
-    """(stage, parity) of iteration j."""
-    s, q, ph = em.new("r"), em.new("r"), em.new("r")
-    if S & (S - 1) == 0:
-        em.ins(f"and.b32 {s}, {j}, {S - 1}")
-        em.ins(f"shr.u32 {q}, {j}, {S.bit_length() - 1}")
-    else:
-        em.ins(f"rem.u32 {s}, {j}, {S}")
-        em.ins(f"div.u32 {q}, {j}, {S}")
-    em.ins(f"and.b32 {ph}, {q}, 1")
-    return s, ph
-
-
-def _wait(em: KernelEmitter, bar: str, parity: str) -> None:
-    p, again = em.new("p"), em.label("w4a16_mbar_wait")
-    em.place(again)
-    em.ins(f"mbarrier.try_wait.parity.shared::cta.b64 {p}, [{bar}], {parity}")
-    em.ins(f"@!{p} bra {again}")
 
 
 def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_regs, load_x) -> str:
@@ -258,7 +238,7 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
 
     def issue(j: str) -> None:
         """Thread 0: stage j % S <- iteration j (its KS chunks' boxes), on full[j % S]."""
-        s, _ = _stage_of(em, j, S)
+        s, _ = stage_and_parity(em, j, S)
         bar, wd, sd, cw, cs = em.new("r"), em.new("r"), em.new("r"), em.new("r"), em.new("r")
         em.ins(f"mad.lo.u32 {bar}, {s}, 8, {bars}")
         em.ins(f"mad.lo.u32 {wd}, {s}, {w_stage}, {base}")
@@ -294,10 +274,10 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
         activations (`xs`; rows past M are not read and stay 0), release the stage (lane 0
         arrives on empty[j % S] once the warp has read it)."""
         es, words = regs
-        s, ph = _stage_of(em, j, S)
+        s, ph = stage_and_parity(em, j, S)
         bar, wa, sa = em.new("r"), em.new("r"), em.new("r")
         em.ins(f"mad.lo.u32 {bar}, {s}, 8, {bars}")
-        _wait(em, bar, ph)
+        wait_parity(em, bar, ph)
         em.ins(f"mad.lo.u32 {wa}, {s}, {w_stage}, {my_w}")
         em.ins(f"mad.lo.u32 {sa}, {s}, {s_stage}, {my_s}")
         for r in range(2):
@@ -369,11 +349,11 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
         em.ins(f"add.u32 {nj}, {r}, {S}")
         em.ins(f"setp.ge.u32 {refill}, {nj}, {J}")
         em.ins(f"@{refill} bra {no_refill}")
-        rs, rph = _stage_of(em, r, S)
+        rs, rph = stage_and_parity(em, r, S)
         eb = em.new("r")
         em.ins(f"mad.lo.u32 {eb}, {rs}, 8, {bars}")
         em.ins(f"add.u32 {eb}, {eb}, {8 * S}")
-        _wait(em, eb, rph)
+        wait_parity(em, eb, rph)
         issue(nj)
         em.place(no_refill)
 

@@ -59,6 +59,7 @@ from tilec.dialects import tile as T
 
 from .descriptors import Sm100InstrDescriptor, Sm100SmemDescriptor, Sm100Swizzle
 from .emitter import KernelEmitter, KernelParam, Val, dtype_of
+from .lower_tgpu_memory import stage_and_parity, wait_parity
 from .tcgen05_layout import SMEM_LIMIT, Geometry
 
 SWIZZLE = {32: Sm100Swizzle.SW32, 64: Sm100Swizzle.SW64, 128: Sm100Swizzle.SW128}
@@ -301,18 +302,11 @@ def _positive_constant(v) -> bool:
 
 def _stage(em: KernelEmitter, pipe: Pipeline, cnt: str) -> tuple[str, str]:
     """(stage index, phase parity) of the iteration counter `cnt`."""
-    s, ph = em.new("r"), em.new("r")
-    em.ins(f"rem.u32 {s}, {cnt}, {pipe.stages}")
-    em.ins(f"div.u32 {ph}, {cnt}, {pipe.stages}")
-    em.ins(f"and.b32 {ph}, {ph}, 1")
-    return s, ph
+    return stage_and_parity(em, cnt, pipe.stages)
 
 
 def _wait(em: KernelEmitter, bar: str, parity: str) -> None:
-    head, p = em.label("tc_pipe_wait"), em.new("p")
-    em.place(head)
-    em.ins(f"mbarrier.try_wait.parity.shared::cta.b64 {p}, [{bar}], {parity}")
-    em.ins(f"@!{p} bra {head}")
+    wait_parity(em, bar, parity, "tc_pipe_wait")
 
 
 def _bar_addr(em: KernelEmitter, name: str, s: str) -> str:
