@@ -176,7 +176,8 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
     em.ins(f"@!{ok} bra {cp_label}")
     em.push_scope()
     em.comment(f"w4a16.mma_loop (sm_90a TMA): {S} stages of {KS} x [{bn} x {bk // 2} B] weights + "
-               f"[{bn} x {sb} B] scales, {tx} bytes each")
+               f"[{bn} x {s_box} B] scales" + (f" + {KS * xb_n} x [{bm} x 64] activations" if x_tma else "")
+               + f", {tx} bytes each")
     wmap = _tensormap(em, lp.op.wq, (bk // 2, bn), "fp4_bytes", 32)
     smap = _tensormap(em, lp.op.ws, (s_box, bn), "u8", 16)
     xmap = _tensormap(em, lp.op.x, (64, bm), infos["x"].dtype.name, 8, swizzle=128) if x_tma else None
