@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One batched GPU session: install, GPU tests, benches (this tree; the committed tree from
 # .base/site for before/after).  From the repository root:
-#   OUT=/tmp/out bash bench/gpu_run.sh tests sm80 softmax attention gemm fp4 paged overhead compile
+#   OUT=/tmp/out bash bench/gpu_run.sh tests sm80 softmax attention gemm fp4 paged overhead compile profile
 # (`verify` = tests sm80 softmax attention compile: the check before calling GPU work done, ~4 min)
 # .whl/ holds the xdsl 0.74.0, immutabledict and ordered-set wheels; .base/site a copy of
 # the committed tilec laid out as installed (tilec/, tilec/{backends,dialects,passes}).
@@ -37,6 +37,13 @@ if has gemm; then echo "=== bench/gemm.py"; timeout 300 python3 bench/gemm.py; f
 if has fp4; then echo "=== bench/fp4.py"; timeout 200 python3 bench/fp4.py --reps 10; fi
 if has paged; then echo "=== bench/paged_attention.py"; timeout 200 python3 bench/paged_attention.py --reps 10; fi
 if has compile; then echo "=== bench/compile_time.py"; timeout 200 python3 bench/compile_time.py; fi
+if has profile; then
+  echo "=== ncu: where FP4Linear's M = 1 warps wait (bench/ncu_top_stalls.py)"
+  timeout 200 ncu --section SourceCounters -k regex:w4a16 --launch-skip 2 --launch-count 1 -o /tmp/w4a16_rep \
+    python3 bench/fp4_profile.py >/dev/null 2>&1
+  ncu --import /tmp/w4a16_rep.ncu-rep --page source --csv --print-source sass > "$OUT/w4a16_sass.csv" 2>/dev/null
+  python3 bench/ncu_top_stalls.py "$OUT/w4a16_sass.csv" --top 12
+fi
 if has base; then
   echo "=== baseline (committed tree)"
   PYTHONPATH=$PWD/.base/site:/tmp/site timeout 150 python3 bench/softmax.py --reps 5

@@ -279,3 +279,19 @@ def test_k_not_a_multiple_of_the_chunk_traps_at_entry(monkeypatch, target):
     assert rel_err(y, ref) < 2e-6
     with pytest.raises(SimError, match="trap"):
         run_f32(8, 64, 192, bm=8, bn=64, bk=128)
+
+
+def test_tensor_map_roles_of_the_tma_stream():
+    """The launch side of the sm_90a TMA loop: packed fp4 rows as a byte map (dims in bytes), and
+    the "kN" readiness rule the kernel's entry test mirrors (16-byte base, innermost % N), with the
+    tcgen05 "k128" maps keeping their 32-byte base rule."""
+    from tilec.runtime.launch import tensor_map_args, tma_ready
+
+    role = ("tma", 1, (64, 64), 0, "fp4_bytes", "k32")
+    assert tensor_map_args((8192, 1000), (1000, 1), role) == ("u8", (500, 8192), (500,), (64, 64), 0)
+    assert tma_ready(4096, (8, 1024), role)
+    assert not tma_ready(4096 + 8, (8, 1024), role) and not tma_ready(4096, (8, 1008), role)
+    scales = ("tma", 2, (32, 64), 0, "u8", "k16")
+    assert tma_ready(16, (8, 32), scales) and not tma_ready(16, (8, 40), scales)
+    k128 = ("tma", 0, (128, 64), 128, "f8E4M3FN", "k128")
+    assert tma_ready(32, (8, 256), k128) and not tma_ready(16, (8, 256), k128)
