@@ -163,7 +163,7 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
     w_stage, x_stage, s_stage = _stage_bytes(bk, block, bn, bm, KS)
     if not x_tma:
         x_stage = 0
-    w_off, x_off = 0, -(-S * w_stage // 1024) * 1024     # the swizzle pattern needs 1024-byte aligned boxes
+    x_off = -(-S * w_stage // 1024) * 1024                # weights from 0; swizzled boxes 1024-byte aligned
     s_off = x_off + S * x_stage
     bar_off = s_off + -(-S * s_stage // 128) * 128
     em.reserve_smem(ALIGN + bar_off + 16 * S)
