@@ -86,6 +86,11 @@ class Loop:
 _MULTIPLES = (("wq", 32), ("ws", 16), ("x", 8))
 
 
+def _activations_by_tma(nt: int) -> bool:
+    """Whether the activations ride in the stages (`ACTIVATIONS_BY_TMA`) for `nt` n8 token tiles."""
+    return nt >= 2 if ACTIVATIONS_BY_TMA is None else ACTIVATIONS_BY_TMA
+
+
 def _stage_bytes(bk: int, block: int, bn: int, bm: int, ks_n: int) -> tuple[int, int, int]:
     """(weights, activations, scales) bytes of one stage (the module docstring's layout)."""
     return ks_n * bn * bk // 2, ks_n * (bk // 64) * bm * 128, bn * (ks_n * bk // block + 16)
@@ -101,6 +106,8 @@ def stages(em: KernelEmitter, infos: dict, bk: int, block: int, bn: int, bm: int
     if any(isinstance(infos[n].dims[1], int) and infos[n].dims[1] % m for n, m in _MULTIPLES):
         return 0
     w, x, sc = _stage_bytes(bk, block, bn, bm, ks_n)
+    if not _activations_by_tma(bm // 8):
+        x = 0
     fit = (limit - 3 * 1024) // (w + x + sc + 16)          # alignment padding, barriers
     return min(wanted, fit) if fit >= 2 else 0
 
@@ -147,7 +154,7 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
     `stage_regs()`: a fresh (scales, words) set; `load_x(xs, chunk)`: the activations of a
     chunk from global memory (when not `ACTIVATIONS_BY_TMA`)."""
     bk, block, bn, KS, S, nt = lp.bk, lp.block, lp.bn, lp.ks_n, lp.stages, lp.nt
-    x_tma = nt >= 2 if ACTIVATIONS_BY_TMA is None else ACTIVATIONS_BY_TMA
+    x_tma = _activations_by_tma(nt)
     bm = 8 * nt
     box_w = bn * bk // 2                          # one K warp's chunk: [BN rows x BK/2 bytes]
     sb = KS * bk // block                         # scale bytes per row and stage
