@@ -91,6 +91,20 @@ def test_vector_add_bounds_predicate():
     np.testing.assert_array_equal(z, (x.astype(np.float64) + y).astype(np.float32))
 
 
+def test_bra_uni_is_checked_per_warp():
+    """`bra.uni` promises one guard value per warp (PTX), not per CTA: n = 992 leaves the last
+    CTA's warp 3 wholly past the end (the warps differ, each is uniform) and runs; n = 1000 splits
+    warp 3 at lane 8, which the simulator reports."""
+    uni = edit(VADD, "@%p0 bra DONE;", "@%p0 bra.uni DONE;")
+    x, y, z = _vadd_args(992)
+    simulate(uni, "vadd", 8, 128, [("ptr", x), ("ptr", y), ("ptr", z), ("u32", 992)])
+    np.testing.assert_array_equal(z, (x.astype(np.float64) + y).astype(np.float32))
+    x, y, z = _vadd_args()
+    e = raises(r"bra.uni with a predicate that differs across the active threads of a warp", simulate, uni,
+               "vadd", 8, 128, [("ptr", x), ("ptr", y), ("ptr", z), ("u32", 1000)])
+    assert "CTA (7,0,0)" in str(e) and "warp 3" in str(e)
+
+
 def test_out_of_bounds_global_is_reported():
     x, y, z = _vadd_args()
     e = raises(r"out-of-bounds global access", simulate, edit(VADD, "@%p0 bra DONE;", ""), "vadd", 8, 128,

@@ -21,10 +21,14 @@ def op_bra(cta, ins, g, gmask):
         raise cta.error("brx.idx is not simulated")
     target = cta.L.kernel.labels[ins.ops[0][1]]
     if "uni" in ins.mods and ins.guard is not None:
-        taken = gmask[g.mask]
-        if taken.any() and not taken.all():
-            t = int(np.argmax(g.mask & ~gmask))
-            raise cta.error("bra.uni with a predicate that differs across the executing threads", t)
+        # PTX: the guard is the same in every active thread of a *warp* (warps may differ)
+        active, warp = np.nonzero(g.mask)[0], cta.warp
+        taken = gmask[active]
+        split = np.unique(warp[active][taken]).tolist() if taken.any() else []
+        mixed = [w for w in split if not taken[warp[active] == w].all()]
+        if mixed:
+            t = int(active[(warp[active] == mixed[0]) & ~taken][0])
+            raise cta.error("bra.uni with a predicate that differs across the active threads of a warp", t)
     cta.split(g, gmask, target)
 
 
