@@ -39,10 +39,12 @@ from tilec.nn.kv_cache import PAGE, FORMATS, FP4KVCache, compress_kv, slots_for 
 from tilec.nn.paged_attention import paged_attention_decode  # noqa: E402
 
 
-#: (kernel variant, num_warps) timed per format: one program per query head (the kernel
-#: before the per-KV-head one) and one per KV head (the library default for power-of-two
-#: groups, 4 warps), `paged_attention_decode(variant=...)`
-VARIANTS = [("per_q_head", 4), ("per_kv_head", 4), ("per_kv_head", 8)]
+#: (kernel variant, num_warps, pages_per_split) timed per format: one program per query head (the
+#: kernel before the per-KV-head one), one per KV head, and one per KV head and 8-page split
+#: of the sequence (flash-decoding, the library default for power-of-two groups when the page
+#: table is wider than 8 pages), `paged_attention_decode(variant=..., pages_per_split=...)`
+VARIANTS = [("per_q_head", 4, 0), ("per_kv_head", 4, 0), ("per_kv_head", 4, 4), ("per_kv_head", 4, 8),
+            ("per_kv_head", 4, 16), ("per_kv_head", 8, 8)]
 
 
 def make_batch(args, dev):
@@ -146,14 +148,15 @@ def main():
         cache = FP4KVCache.empty(num_pages, args.kv_heads, args.dim, fmt, device=dev)
         compress_kv(k, v, cache, slots)
         nbytes = 2 * pages_used * args.kv_heads * PAGE * (args.dim // 2 + args.dim // block)
-        for variant, nw in VARIANTS:
-            out = paged_attention_decode(q, cache, pt, lens, num_warps=nw, variant=variant)
+        for variant, nw, pps in VARIANTS:
+            out = paged_attention_decode(q, cache, pt, lens, num_warps=nw, variant=variant, pages_per_split=pps)
             torch.cuda.synchronize()
             err = errors(out, ref)
             o = torch.empty_like(q)
-            t = gpu_time(lambda: paged_attention_decode(q, cache, pt, lens, out=o, num_warps=nw, variant=variant),
-                         args.reps)
-            name = f"tilec FP4 {fmt.upper()} paged decode, {variant.replace('_', ' ')}, {nw} warps"
+            t = gpu_time(lambda: paged_attention_decode(q, cache, pt, lens, out=o, num_warps=nw, variant=variant,
+                                                        pages_per_split=pps), args.reps)
+            split = f", split every {pps} pages" if pps else ""
+            name = f"tilec FP4 {fmt.upper()} paged decode, {variant.replace('_', ' ')}, {nw} warps{split}"
             rows.append((name, t, nbytes / t / 1e9, err, t16 / t))
 
     print("\n| kernel | time (us) | KV GB/s | of copy rate | max abs err | rel RMS err | speed-up vs torch fp16 |")

@@ -101,6 +101,21 @@ def test_cpu_both_variants_agree(hq, hkv):
         paged_attention_decode(q, cache, pt, lens, variant="bogus")
 
 
+@pytest.mark.parametrize("fmt", ["mx", "nv"])
+def test_cpu_sequences_split_over_programs(fmt):
+    """Flash-decoding: with pages_per_split = 1, 2 or 3 each sequence's pages spread over several
+    programs (the short ones leave programs with no page, whose state is m = -inf, l = 0) and a
+    second kernel merges them; every split gives the reference, as does no split at all."""
+    rng = np.random.default_rng(0)
+    q, cache, pt, lens, _, _ = build(rng, LENS, 4, 2, 64, fmt)
+    ref = reference(q, cache, pt, lens)
+    for pps in (0, 1, 2, 3):
+        out = paged_attention_decode(q, cache, pt, lens, pages_per_split=pps)
+        np.testing.assert_allclose(out.astype(np.float64), ref, atol=2e-3, rtol=2e-3)
+    with pytest.raises(ValueError, match="pages_per_split"):
+        paged_attention_decode(q, cache, pt, lens, pages_per_split=-1)
+
+
 def test_sequence_length_changes_the_answer():
     """Each sequence sees exactly its first seq_lens[b] tokens: shortening a sequence by one
     token gives the reference of the shorter sequence."""
@@ -151,10 +166,11 @@ def test_out_of_the_wrong_shape_is_refused():
 
 @pytest.mark.parametrize("target,fmt,variant", [("sim:sm_90a", "mx", "per_q_head"), ("sim:sm_90a", "mx", None),
                                                 ("sim:sm_90a", "nv", None), ("sim:sm_100a", "nv", None),
-                                                ("sim:sm_80", "mx", "per_q_head")])
+                                                ("sim:sm_80", "mx", "per_q_head"), ("sim:sm_90a", "mx", "split")])
 def test_simulated_gpu_lowering(monkeypatch, target, fmt, variant):
-    """The PTX of both kernels, run by the simulator, against the float64 reference: one
-    program per query head, or (the default for a power-of-two group) per KV head."""
+    """The PTX of the kernels, run by the simulator, against the float64 reference: one
+    program per query head, per KV head (the default for a power-of-two group), or per KV
+    head and one-page split of the sequence, merged by the combine kernel."""
     monkeypatch.setenv("TILEC_TARGET", target)
     rng = np.random.default_rng(2)
     q, cache, pt, lens, _, _ = build(rng, [1, 65, 64], 4, 2, 64, fmt)
@@ -163,8 +179,11 @@ def test_simulated_gpu_lowering(monkeypatch, target, fmt, variant):
     calls = []
     real = sim_launch.run_ptx_kernel
     monkeypatch.setattr(sim_launch, "run_ptx_kernel", lambda k, v, g: (calls.append(k.name), real(k, v, g))[1])
-    out = paged_attention_decode(q, cache, pt, lens, variant=variant)
-    assert calls == ["_paged_decode" if variant == "per_q_head" else "_paged_decode_gqa"]
+    split = variant == "split"
+    out = paged_attention_decode(q, cache, pt, lens, variant=None if split else variant,
+                                 pages_per_split=1 if split else None)
+    assert calls == (["_paged_decode_gqa_split", "_combine_splits"] if split else
+                     ["_paged_decode" if variant == "per_q_head" else "_paged_decode_gqa"])
     np.testing.assert_allclose(out.astype(np.float64), reference(q, cache, pt, lens), atol=2e-3, rtol=2e-3)
 
 
@@ -181,13 +200,15 @@ def test_gpu_ragged_batch(fmt, variant):
                      (cache.k_pages, cache.v_pages, cache.k_scales, cache.v_scales)), fmt=fmt)
     sd = torch.float8_e8m0fnu if fmt == "mx" else torch.float8_e4m3fn
     g.k_scales, g.v_scales = g.k_scales.view(sd), g.v_scales.view(sd)
-    with needs_fp8_conversions(fmt == "nv"):
-        out = paged_attention_decode(torch.from_numpy(q).cuda(), g, torch.from_numpy(pt).cuda(),
-                                     torch.from_numpy(lens_np).cuda(), variant=variant)
-    torch.cuda.synchronize()
-    got = out.cpu().numpy().astype(np.float64)
-    assert not np.isnan(got).any()
-    np.testing.assert_allclose(got, reference(q, cache, pt, lens_np), atol=2e-3, rtol=2e-3)
+    ref = reference(q, cache, pt, lens_np)
+    for pps in (None, 0):     # the 1000-token sequence is split over programs by default; 0: never
+        with needs_fp8_conversions(fmt == "nv"):
+            out = paged_attention_decode(torch.from_numpy(q).cuda(), g, torch.from_numpy(pt).cuda(),
+                                         torch.from_numpy(lens_np).cuda(), variant=variant, pages_per_split=pps)
+        torch.cuda.synchronize()
+        got = out.cpu().numpy().astype(np.float64)
+        assert not np.isnan(got).any()
+        np.testing.assert_allclose(got, ref, atol=2e-3, rtol=2e-3)
 
 
 def test_example_cpu(example):
@@ -213,14 +234,19 @@ def test_kernels_assemble(target):
         kp, vp, ks, vs = cache.kernel_args()
         tok, slots = np.zeros((3, 2, 128), np.float16), np.zeros(3, np.int32)
         q, pt, lens = np.zeros((2, 4, 128), np.float16), np.zeros((2, 2), np.int32), np.ones(2, np.int32)
+        wa, wm = np.zeros((2, 4, 3, 128), np.float32), np.zeros((2, 4, 3), np.float32)
         for kernel, args in ((KV._compress, (tok, tok, slots, kp, vp, ks, vs, 2, 128, cache.block, fmt == "nv")),
                              (KV._decompress, (kp, vp, ks, vs, slots, tok, tok, 2, 128, cache.block)),
                              (PA._paged_decode, (q, kp, vp, ks, vs, pt, lens, q, 0.1, 128, cache.block, 2)),
-                             (PA._paged_decode_gqa, (q, kp, vp, ks, vs, pt, lens, q, 0.1, 128, cache.block, 2))):
+                             (PA._paged_decode_gqa, (q, kp, vp, ks, vs, pt, lens, q, 0.1, 128, cache.block, 2)),
+                             (PA._paged_decode_gqa_split, (q, kp, vp, ks, vs, pt, lens, wa, wm, wm, 0.1, 128,
+                                                           cache.block, 2, 8)),
+                             (PA._combine_splits, (wa, wm, wm, q, 128, 4))):
             specs, _ = kernel.bind(args)
             ptx = compile_kernel(kernel, specs, target, CompileOptions()).gpu.ptx
             assemble(ptx, target)
-            assert ("e2m1x2" in ptx) == (target == "sm_100a"), (kernel.name, target)
+            dequantizes = kernel is not PA._combine_splits
+            assert ("e2m1x2" in ptx) == (target == "sm_100a" and dequantizes), (kernel.name, target)
 
 
 def test_cpu_torch_tensors():
