@@ -135,9 +135,14 @@ _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.i
 
 
 def _is_user_function(obj) -> bool:
+    """A plain Python function a kernel calls is inlined (traced like the kernel's own body)
+    unless it is part of tilec's API, numpy or math.  The library kernels in `tilec.nn` are
+    kernel code like a user's: their helpers are inlined too."""
     if not isinstance(obj, types.FunctionType):
         return False
     mod = getattr(obj, "__module__", "") or ""
+    if mod.startswith("tilec.nn."):
+        return True
     return not (mod == "tilec" or mod.startswith("tilec.") or mod.startswith("numpy") or mod == "math")
 
 

@@ -82,22 +82,18 @@ def _paged_decode(Q: ct.Tensor, KP: ct.Tensor, VP: ct.Tensor, KS: ct.Tensor, VS:
     ct.store_tile(O, offset=[b, h, 0], tile=(acc / l_i).reshape([1, 1, D]))
 
 
-@ct.kernel
-def _paged_decode_gqa(Q: ct.Tensor, KP: ct.Tensor, VP: ct.Tensor, KS: ct.Tensor, VS: ct.Tensor, PT: ct.Tensor,
-                      SL: ct.Tensor, O: ct.Tensor, scale: float, D: ct.Constant[int], B: ct.Constant[int],
-                      GROUP: ct.Constant[int]):
-    """One program per (KV head, sequence): each page's K/V tiles are decoded once for the
-    GROUP query heads that share them, as [GROUP, 64, D] tiles (k broadcast over the heads,
-    a register copy in the blocked layout)."""
-    kvh = ct.tile_idx(0)
-    b = ct.tile_idx(1)
-    seq_len = ct.load_tile(SL, offset=[b], size=[1]).sum()
+def _attend_kv_pages(Q, KP, VP, KS, VS, PT, b, kvh, seq_len, first, last, scale, D, B, GROUP):
+    """Online softmax of the GROUP query heads of KV head `kvh` over pages [first, last) of
+    sequence b: each page's K/V tiles are decoded once for all the heads, as [GROUP, 64, D]
+    tiles (k broadcast over the heads, a register copy in the blocked layout), and the tokens
+    past the sequence's end are masked.  Returns the unnormalised state (m, l, acc):
+    [GROUP, 1, 1] running max and sum, [GROUP, 1, D] accumulator (-inf, 0, 0 for no page)."""
     q = ct.load_tile(Q, offset=[b, kvh * GROUP, 0], size=[1, GROUP, D]).reshape([GROUP, 1, D])
     q = ct.broadcast_to(q.astype(ct.float32) * scale, [GROUP, 64, D])      # once, outside the page loop
     m_i = ct.full([GROUP, 1, 1], float("-inf"), ct.float32)
     l_i = ct.zeros([GROUP, 1, 1], ct.float32)
     acc = ct.zeros([GROUP, 1, D], ct.float32)
-    for p in range(0, (seq_len + 63) // 64):
+    for p in range(first, last):
         page = ct.load_tile(PT, offset=[b, p], size=[1, 1]).sum()
         kq = ct.load_tile(KP, offset=[page, kvh, 0, 0], size=[1, 1, 64, D]).reshape([64, D])
         ks = ct.load_tile(KS, offset=[page, kvh, 0, 0], size=[1, 1, 64, D // B], padding=1.0).reshape([64, D // B])
@@ -113,6 +109,19 @@ def _paged_decode_gqa(Q: ct.Tensor, KP: ct.Tensor, VP: ct.Tensor, KS: ct.Tensor,
         v = ct.where(valid, ct.dequantize(vq, vs, block=B).reshape([1, 64, D]), 0.0)
         acc = acc * alpha + ct.sum(pr * v, axis=1, keepdims=True)
         m_i = m_new
+    return m_i, l_i, acc
+
+
+@ct.kernel
+def _paged_decode_gqa(Q: ct.Tensor, KP: ct.Tensor, VP: ct.Tensor, KS: ct.Tensor, VS: ct.Tensor, PT: ct.Tensor,
+                      SL: ct.Tensor, O: ct.Tensor, scale: float, D: ct.Constant[int], B: ct.Constant[int],
+                      GROUP: ct.Constant[int]):
+    """One program per (KV head, sequence) over all its pages (`_attend_kv_pages`)."""
+    kvh = ct.tile_idx(0)
+    b = ct.tile_idx(1)
+    seq_len = ct.load_tile(SL, offset=[b], size=[1]).sum()
+    _, l_i, acc = _attend_kv_pages(Q, KP, VP, KS, VS, PT, b, kvh, seq_len, 0, (seq_len + 63) // 64, scale, D, B,
+                                   GROUP)
     ct.store_tile(O, offset=[b, kvh * GROUP, 0], tile=(acc / l_i).reshape([1, GROUP, D]))
 
 
@@ -129,28 +138,9 @@ def _paged_decode_gqa_split(Q: ct.Tensor, KP: ct.Tensor, VP: ct.Tensor, KS: ct.T
     b = ct.tile_idx(1)
     sp = ct.tile_idx(2)
     seq_len = ct.load_tile(SL, offset=[b], size=[1]).sum()
-    q = ct.load_tile(Q, offset=[b, kvh * GROUP, 0], size=[1, GROUP, D]).reshape([GROUP, 1, D])
-    q = ct.broadcast_to(q.astype(ct.float32) * scale, [GROUP, 64, D])
-    m_i = ct.full([GROUP, 1, 1], float("-inf"), ct.float32)
-    l_i = ct.zeros([GROUP, 1, 1], ct.float32)
-    acc = ct.zeros([GROUP, 1, D], ct.float32)
     first = sp * PPS
-    for p in range(first, ct.minimum(first + PPS, (seq_len + 63) // 64)):
-        page = ct.load_tile(PT, offset=[b, p], size=[1, 1]).sum()
-        kq = ct.load_tile(KP, offset=[page, kvh, 0, 0], size=[1, 1, 64, D]).reshape([64, D])
-        ks = ct.load_tile(KS, offset=[page, kvh, 0, 0], size=[1, 1, 64, D // B], padding=1.0).reshape([64, D // B])
-        k = ct.dequantize(kq, ks, block=B).reshape([1, 64, D])
-        valid = (p * 64 + ct.arange(64).reshape([1, 64, 1])) < seq_len
-        s = ct.where(valid, ct.sum(k * q, axis=2, keepdims=True), float("-inf"))        # [GROUP, 64, 1]
-        m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
-        pr = ct.exp(s - m_new)
-        alpha = ct.exp(m_i - m_new)
-        l_i = l_i * alpha + ct.sum(pr, axis=1, keepdims=True)
-        vq = ct.load_tile(VP, offset=[page, kvh, 0, 0], size=[1, 1, 64, D]).reshape([64, D])
-        vs = ct.load_tile(VS, offset=[page, kvh, 0, 0], size=[1, 1, 64, D // B], padding=1.0).reshape([64, D // B])
-        v = ct.where(valid, ct.dequantize(vq, vs, block=B).reshape([1, 64, D]), 0.0)
-        acc = acc * alpha + ct.sum(pr * v, axis=1, keepdims=True)
-        m_i = m_new
+    m_i, l_i, acc = _attend_kv_pages(Q, KP, VP, KS, VS, PT, b, kvh, seq_len, first,
+                                     ct.minimum(first + PPS, (seq_len + 63) // 64), scale, D, B, GROUP)
     ct.store_tile(WA, offset=[b, kvh * GROUP, sp, 0], tile=acc.reshape([1, GROUP, 1, D]))
     ct.store_tile(WM, offset=[b, kvh * GROUP, sp], tile=m_i.reshape([1, GROUP, 1]))
     ct.store_tile(WL, offset=[b, kvh * GROUP, sp], tile=l_i.reshape([1, GROUP, 1]))
