@@ -124,14 +124,15 @@ def main() -> None:
     p.add_argument("--sweep", action="store_true")
     p.add_argument("--no-triton", action="store_true", help="skip the Triton anchor")
     p.add_argument("--sweep-only", action="store_true", help="only the tilec configuration sweep")
-    p.add_argument("--configs", default="", help="sweep configs BN:BK:stages:warps[:tma 0/1[:x by tma 0/1]],... "
-                   "(default: a built-in list)")
+    p.add_argument("--configs", default="", help="sweep configs BN:BK:stages:warps[:tma 0/1[:x by tma "
+                   "-1 (default) / 0 / 1[:e4m3 decode 0/1]]],... (default: a built-in list)")
     a = p.parse_args()
     import torch
 
     import tilec as ct
     from tilec.nn import FP4Linear
     from tilec.backends.ptx import lower_w4a16_tma as tma
+    from tilec.backends.ptx import w4a16_decode
     from tilec.nn import linear as L
     from timing import graphed, timed
 
@@ -218,9 +219,10 @@ def main() -> None:
                                    (64, 128, 8, 16, 1), (32, 128, 6, 8, 1), (128, 128, 4, 16, 1)):
                 bn, bk, stages, warps = cfg[:4]
                 use_tma = bool(cfg[4]) if len(cfg) > 4 else True
-                x_tma = bool(cfg[5]) if len(cfg) > 5 else None     # None: the lowering's default
-                if (tma.ENABLED, tma.ACTIVATIONS_BY_TMA) != (use_tma, x_tma):   # TMA stream or cp.async ring
-                    tma.ENABLED, tma.ACTIVATIONS_BY_TMA = use_tma, x_tma
+                x_tma = bool(cfg[5]) if len(cfg) > 5 and cfg[5] >= 0 else None     # None: the lowering's default
+                e4m3 = bool(cfg[6]) if len(cfg) > 6 else True
+                if (tma.ENABLED, tma.ACTIVATIONS_BY_TMA, w4a16_decode.VIA_E4M3) != (use_tma, x_tma, e4m3):
+                    tma.ENABLED, tma.ACTIVATIONS_BY_TMA, w4a16_decode.VIA_E4M3 = use_tma, x_tma, e4m3
                     L.w4a16_kernel._cache.clear()
                     L.w4a16_kernel._plans.clear()
                 ys = torch.empty(m, n, dtype=torch.float16, device="cuda")
@@ -234,12 +236,12 @@ def main() -> None:
                     call(0)
                     t = measure(call)
                     print(f"    sweep BM={bm} BN={bn} BK={bk} stages={stages} warps={warps} "
-                          f"{('TMA' + {None: '', True: ', x by TMA', False: ', x by ld.global'}[x_tma]) if use_tma else 'cp.async'}: "
-                          f"{t[0] * 1e6:.1f} us")
+                          f"{('TMA' + {None: '', True: ', x by TMA', False: ', x by ld.global'}[x_tma]) if use_tma else 'cp.async'}"
+                          f"{', e4m3 decode' if e4m3 else ', bit decode'}: {t[0] * 1e6:.1f} us")
                 except Exception as e:  # noqa: BLE001
                     print(f"    sweep BM={bm} BN={bn} BK={bk} stages={stages} warps={warps} "
                           f"{'TMA' if use_tma else 'cp.async'}: {type(e).__name__}: {e}"[:200])
-            tma.ENABLED, tma.ACTIVATIONS_BY_TMA = True, None
+            tma.ENABLED, tma.ACTIVATIONS_BY_TMA, w4a16_decode.VIA_E4M3 = True, None, True
             L.w4a16_kernel._cache.clear()
             L.w4a16_kernel._plans.clear()
     if a.sweep_only:

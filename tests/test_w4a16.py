@@ -156,26 +156,37 @@ def test_w4a16_scales_at_the_f16_limits(monkeypatch):
     assert rel_err(y, x.astype(np.float64) @ wd.T) < 2e-6
 
 
-@pytest.mark.parametrize("act,bm,stages", [("f16", 32, 4), ("bf16", 32, 4), ("f16", 8, 4), ("bf16", 8, 3)])
-def test_w4a16_mx_decode_is_exact_on_both_paths(monkeypatch, act, bm, stages):
+@pytest.mark.parametrize("act,bm,stages,via_e4m3", [("f16", 32, 4, True), ("bf16", 32, 4, True), ("f16", 8, 4, True),
+                                                    ("bf16", 8, 3, True), ("f16", 8, 4, False)])
+def test_w4a16_mx_decode_is_exact_on_both_paths(monkeypatch, act, bm, stages, via_e4m3):
     """One-hot activations read back every decoded weight: chunk 0's scales all lie in the
-    one-multiply range (1 <= e <= 128, tiny ones included: f16 subnormal and zero roundings),
-    chunk 1 mixes in huge scales (e 129..140), chunk 2 one e = 0, so their warps take the
-    two-multiply fallback; all must give exactly the activation type's rounding of q * scale."""
+    one-multiply range (tiny ones included: f16 subnormal and zero roundings), chunk 1 mixes in
+    huge scales (e 129..140), chunk 2 one e = 0, chunk 3 scales up to e = 136 (in the fold range of
+    the e4m3 decode, w4a16_decode.py, outside that of the bit placement), so warps take both the
+    one-multiply path and the two-multiply fallback; all must give exactly the activation type's
+    rounding of q * scale.  f16 decodes through e4m3 bytes on sm_90a unless `via_e4m3` is off."""
+    from tilec.backends.ptx import w4a16_decode
+
     monkeypatch.setenv("TILEC_TARGET", "sim:sm_90a")
+    monkeypatch.setattr(w4a16_decode, "VIA_E4M3", via_e4m3)
+    w4a16_f32._cache.clear()
     rng = np.random.default_rng(7)
-    n, k = 16, 384
+    n, k = 16, 512
     codes = rng.integers(0, 256, (n, k // 2)).astype(np.uint8)
     exps = rng.integers(1, 129, (n, k // 32))
     exps[:, 0] = [1, 60, 88, 89, 90, 95, 100, 104, 105, 110, 113, 114, 120, 127, 128, 128]
     exps[:, 4:8] = rng.integers(120, 141, (n, 4))
     exps[:, 5] = exps[:, 0]                              # tiny scales in a fallback chunk too
     exps[9, 6], exps[3, 9] = 140, 0
+    exps[:, 12:16] = rng.integers(100, 137, (n, 4))
+    exps[:, 12] = np.arange(129, 145) % 8 + 129          # every e in 129 .. 136
     s = exps.astype(np.uint8).view(ml_dtypes.float8_e8m0fnu)
     x = np.eye(k, dtype=ACTS[act])                       # token t reads K column t
     y = np.full((k, n), np.nan, np.float32)
     # bm = 8 with 4 stages: one n8 tile, the next stage read into registers while one decodes
     w4a16_f32[(k // bm, 1)](x, ct.fp4_tensor(codes, (n, k)), s, y, bm, 16, 128, 32, num_stages=stages)
+    ptx = next(a.gpu.ptx for a in w4a16_f32._cache.values() if a.gpu is not None)
+    assert ("cvt.rn.f16x2.e4m3x2" in ptx) == (via_e4m3 and act == "f16")
     wd = fp4.dequantize(codes, s, 32).astype(ACTS[act]).astype(np.float64)
     wd[np.repeat(exps == 0, 32, axis=1)] = 0.0           # e8m0 e = 0 reads as 0 (module docstring)
     assert (np.abs(wd[:, :128]) < 2.0 ** -24).any() and (wd[:, :128] != 0).any()

@@ -31,35 +31,15 @@ in flight; a chunk past ub is not read):
 into registers, 16 bytes per load; a lane whose token row is past M never loads, its B
 registers stay 0, so those accumulator columns stay exactly the initial value.
 
-**Decode** (PTX_FACTS.md section 6, without lookup tables).  MMA's K order inside a thread is
-free as long as A and B agree, so a 32-bit word w of 8 e2m1 codes (K elements k0..k7, low
-nibble first) yields four f16x2 registers pairing elements (k_i, k_{i+4}), i = 0..3:
-
-    y_i = ((w << (9 - 4i)) & 0x0E000E00) | ((w << (12 - 4i)) & 0x80008000)   // q * 2^-14 as f16
-    MX:  a_i = y_i * (scale * 2^14)     // one mul.f16x2: the exact q * scale, rounded once
-    NV:  a_i = y_i * scale              // q * s * 2^-14 is exact in f16 for every e4m3 s; the
-                                        // accumulator is multiplied by 2^14 after the loop
-
-(bf16: magnitude bits at 6..8, y = q * 2^-126, fma.rn.bf16x2 by scale * 2^126).  The
-activation registers are permuted the same way (`prmt` of (k0,k1),(k4,k5) -> (k0,k4),(k1,k5)).
-Steps i = 0, 1 of a word are one mma (a0..a3 = rows g, g+8 x pairs 0, 1), i = 2, 3 the next;
-with one n8 tile (M <= 8) the two steps accumulate into two fragment sets (two independent
-mma chains), added after the loop.
-
-**Scales** become a splat f16x2/bf16x2 multiplier.  MX (e8m0 e): scale * 2^14 (f16) /
-scale * 2^126 (bf16) is exact in the activation type for 1 <= e <= 128, so when every scale
-byte a warp reads for a chunk is in that range (`vote.sync.all`, one predicate per chunk) the
-chunk decodes with one multiply per f16x2 pair.  Otherwise the chunk takes a two-multiply
-fallback, per scale either (y * 1) * (scale * 2^14) (1 <= e <= 128) or (y * 2^14) * scale
-(e -> f32 bits e << 23: e = 0 reads 0, the NaN scale 0xFF reads inf), both one rounding of the
-exact q * scale.  Before and after, for a chunk of in-range scales (f16, per pair):
-
-    before: shl, shl, and, lop3, mul.rn.f16x2 y, y, 2^14, mul.rn.f16x2 y, y, s
-    after:  shl, shl, and, lop3, mul.rn.f16x2 y, y, s * 2^14
-
-NV (e4m3 b): f16 bits ((b & 0x80) << 8 | (b & 0x7F) << 7) * 2^8, rounded to the activation
-type.  So a weight is the activation type's rounding of q * scale, as `tile.dequantize`
-defines, for every MX scale 2^-126 .. 2^15 in f16 (all finite ones in bf16) and every e4m3 one.
+**Decode** (w4a16_decode.py, without lookup tables): a 32-bit word of 8 e2m1 codes becomes four
+f16x2 / bf16x2 A registers, each pair multiplied once by its block's scale splat, and the
+activation registers are permuted (`prmt`) into the same K pairing.  f16 activations on
+sm_89+ go through e4m3 bytes and `cvt.rn.f16x2.e4m3x2`; sm_80 and bf16 place the code bits
+directly.  A word's pairs 0, 1 are one mma (a0..a3 = rows g, g+8 x pairs 0, 1), pairs 2, 3
+the next; with one n8 tile (M <= 8) the two steps accumulate into two fragment sets (two
+independent mma chains), added after the loop.  MX chunks whose scales the warp finds all in
+the fold range (`vote.sync.all`) take one multiply per pair, the others a two-multiply
+fallback; both round q * scale once, as `tile.dequantize` defines.
 
 Epilogue: wait for every copy, bar.sync, each K warp's fragments -> its row-major [BM, BN] f32
 tile in smem, bar.sync, the KS tiles summed into the canonical blocked layout.
@@ -74,6 +54,7 @@ from .emitter import KernelEmitter, Val, lowers
 from .exchange import load_f32_tile, store_tile, thread_base
 from . import lower_w4a16_tma as tma
 from .layout import Blocked
+from .w4a16_decode import Decoder
 
 #: opt-in shared memory per CTA: 227 KiB on sm_90 / sm_100, 163 KiB on sm_80 (A100)
 SMEM_LIMITS = {80: 163 * 1024}
@@ -81,7 +62,6 @@ SMEM_DEFAULT = 227 * 1024
 
 _ACT = {dt.float16: "f16", dt.bfloat16: "bf16"}
 # f16: magnitude field (e e m) at bits 9..11 of each half; bf16: at bits 6..8
-_MAG = {"f16": (9, 0x0E000E00, 0x74007400), "bf16": (6, 0x01C001C0, 0x7E807E80)}   # shift, mask, 2^14 / 2^126
 
 
 def _u64(em: KernelEmitter, x) -> str:
@@ -205,9 +185,8 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
 
     # ---- accumulator fragments: d[t] = rows (g, g+8) x tokens (8t + 2c, +1)
     acc = em.get(op.acc)
-    # f16 with NV scales accumulates q * s * 2^-14 (exact decoded weights, one multiply): the
-    # fragments start at 0 and end as d * 2^14 + init
-    scaled_acc = act == "f16" and block == 16
+    dec = Decoder(em, act, block)
+    scaled_acc = dec.scaled_acc
     d = [[em.new("f") for _ in range(4)] for _ in range(nt)]
     init = d
     if scaled_acc:
@@ -284,7 +263,6 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
         xv.append(ok)
         xps.append(start(xi.ptr, xr, x_rowb, cb_x, bk * 2))
 
-    consts = _constants(em, act, scaled_acc)
     # activation registers, two sets [tile][16-byte piece] (8 halves of this thread's K range each):
     # chunk k computes from one set while chunk k + KS loads into the other (the loop body is
     # emitted twice, one per set); rows past M are never loaded and stay 0
@@ -311,7 +289,7 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
                       rg, ks, g, c, lane)
         join = tma.emit_branch(
             em, lp, infos,
-            lambda staged, xs: _compute(em, ring, None, c, d, act, bk, block, nt, consts, xs, d_odd, staged),
+            lambda staged, xs: _compute(em, ring, None, c, d, act, bk, block, nt, dec, xs, d_odd, staged),
             sets, lambda: _stage_regs(em, bk, block), load_x)
 
     ring_end = em.new("r")
@@ -376,10 +354,10 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
             em.ins(f"@{nwrap} sub.u32 {ns}, {ns}, {ring.bytes}")
             em.ins(f"setp.lt.s32 {nok}, {nxt}, {ub}")
             _fetch(em, ring, ns, c, bk, block, staged[1 - half], nok)
-            _compute(em, ring, cs, c, d, act, bk, block, nt, consts, sets[half], d_odd, staged[half])
+            _compute(em, ring, cs, c, d, act, bk, block, nt, dec, sets[half], d_odd, staged[half])
         else:
             em.ins(f"cp.async.wait_group {S - 1}")
-            _compute(em, ring, cs, c, d, act, bk, block, nt, consts, sets[half], d_odd)
+            _compute(em, ring, cs, c, d, act, bk, block, nt, dec, sets[half], d_odd)
         em.ins(f"mov.u32 {it}, {nxt}")
         em.ins(f"add.u32 {cs}, {cs}, {ring.stage_bytes}")
         wrap = em.new("p")
@@ -397,7 +375,7 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
     if scaled_acc:
         for frag, frag0 in zip(d, init):
             for r, r0 in zip(frag, frag0):
-                em.ins(f"fma.rn.f32 {r}, {r}, 0f46800000, {r0}")     # * 2^14 + init
+                em.ins(f"fma.rn.f32 {r}, {r}, {dec.acc_factor}, {r0}")     # * 2^EXP + init
 
     # ---- epilogue: each K warp's fragments -> its row-major [BM, BN] f32 slice of smem; sum -> blocked layout
     em.bar()
@@ -431,14 +409,6 @@ def _frag_addr(em: KernelEmitter, rg: str, g: str, c: str, t: int, bn: int, ks, 
     return a
 
 
-def _constants(em: KernelEmitter, act: str, scaled_acc: bool) -> dict:
-    _, _, pow2 = _MAG[act]
-    k = {"pow2": em.new("r"), "nzero": em.new("r"), "scaled_acc": scaled_acc}
-    em.ins(f"mov.b32 {k['pow2']}, {pow2}")
-    em.ins(f"mov.b32 {k['nzero']}, 0x80008000")   # -0.0 x2: x + -0 == x for every x
-    return k
-
-
 def _stage_regs(em: KernelEmitter, bk: int, block: int) -> tuple[list, list]:
     """Registers for one stage of a thread: scale bytes [row][j] and weight words [2u + row][4]."""
     q = max(1, bk // 4 // block)
@@ -463,101 +433,34 @@ def _fetch(em: KernelEmitter, ring: _Ring, cs: str, c: str, bk: int, block: int,
             em.ins(f"{g}ld.shared.v4.b32 {{{', '.join(words[2 * u + r])}}}, [{cs}+{ring.w(r, u, bk)}]")
 
 
-def _splat(em: KernelEmitter, f: str, act: str) -> str:
-    """The f16x2 / bf16x2 splat of the f32 register `f` (rounded to nearest even)."""
-    h, out = em.new("h"), em.new("r")
-    em.ins(f"cvt.rn.{act}.f32 {h}, {f}")
-    em.ins(f"mov.b32 {out}, {{{h}, {h}}}")
-    return out
-
-
-def _scale_splat(em: KernelEmitter, e: str, block: int, act: str, fold: bool = False) -> str:
-    """The f16x2 / bf16x2 splat of the scale byte `e` (a u32 register).  `fold` (MX only, for
-    1 <= e <= 128): the splat of scale * 2^14 (f16) / scale * 2^126 (bf16), exact in the type."""
-    f = em.new("f")
-    if block == 32:                              # e8m0: 2^(e - 127) as f32 bits
-        b = em.new("r")
-        if fold:
-            em.ins(f"mad.lo.u32 {b}, {e}, 8388608, {(14 if act == 'f16' else 126) << 23}")
-        else:
-            em.ins(f"shl.b32 {b}, {e}, 23")
-        em.ins(f"mov.b32 {f}, {b}")
-    else:                                        # e4m3 -> f16 bits of s * 2^-8 -> f32 * 2^8
-        s, m, h = em.new("r"), em.new("r"), em.new("h")
-        em.ins(f"and.b32 {s}, {e}, 128")
-        em.ins(f"shl.b32 {s}, {s}, 8")
-        em.ins(f"and.b32 {m}, {e}, 127")
-        em.ins(f"shl.b32 {m}, {m}, 7")
-        em.ins(f"or.b32 {s}, {s}, {m}")
-        em.ins(f"cvt.u16.u32 {h}, {s}")
-        em.ins(f"cvt.f32.f16 {f}, {h}")
-        em.ins(f"mul.f32 {f}, {f}, 0f43800000")
-    return _splat(em, f, act)
-
-
-def _decode(em: KernelEmitter, w: str, scale: str, act: str, k: dict, mode: str) -> list[str]:
-    """Four f16x2/bf16x2 registers: elements (i, i+4) of the 8 e2m1 codes in `w`, times `scale`.
-    `mode`: "acc" (NV f16: one multiply by the scale, the 2^14 goes to the accumulator), "one"
-    (MX, folded scale: one multiply by scale * 2^14 / 2^126), "two" (q first, then the scale)."""
-    shift, mask, _ = _MAG[act]
-    out = []
-    for i in range(4):
-        a, b, y = em.new("r"), em.new("r"), em.new("r")
-        sa, sb = shift - 4 * i, 12 - 4 * i
-        em.ins(f"shl.b32 {a}, {w}, {sa}" if sa >= 0 else f"shr.u32 {a}, {w}, {-sa}")
-        if sb:
-            em.ins(f"shl.b32 {b}, {w}, {sb}")
-            em.ins(f"and.b32 {b}, {b}, 0x80008000")
-        else:
-            em.ins(f"and.b32 {b}, {w}, 0x80008000")
-        em.ins(f"lop3.b32 {y}, {a}, {b}, {mask}, 0xEC")          # (a & mask) | b
-        if mode in ("acc", "one"):               # q * 2^-14 * s (NV), q * 2^-14 * (s * 2^14) (MX): one rounding
-            if act == "f16":
-                em.ins(f"mul.rn.f16x2 {y}, {y}, {scale}")
-            else:
-                em.ins(f"fma.rn.bf16x2 {y}, {y}, {scale}, {k['nzero']}")
-        else:                                    # "two": scale = (pre-multiplier, scale)
-            pre, sc = scale if isinstance(scale, tuple) else (k["pow2"], scale)
-            if act == "f16":
-                em.ins(f"mul.rn.f16x2 {y}, {y}, {pre}")
-                em.ins(f"mul.rn.f16x2 {y}, {y}, {sc}")
-            else:
-                em.ins(f"fma.rn.bf16x2 {y}, {y}, {pre}, {k['nzero']}")
-                em.ins(f"fma.rn.bf16x2 {y}, {y}, {sc}, {k['nzero']}")
-        out.append(y)
-    return out
-
-
 def _compute(em: KernelEmitter, ring: _Ring, cs: str, c: str, d: list, act: str, bk: int, block: int, nt: int,
-             k: dict, xs: list, d_odd: list | None = None, staged: tuple | None = None) -> None:
+             dec: Decoder, xs: list, d_odd: list | None = None, staged: tuple | None = None) -> None:
     """Decode the stage at `cs` and accumulate its mma.syncs into the fragments `d` (the odd k16
     steps into `d_odd` when given); `xs[t][q]`: the activation registers of n8 tile t, 16-byte
     piece q of this thread's K range; `staged`: the stage's scale bytes and weight words already in
     registers (`_fetch`), else they are read from shared memory here.
 
-    MX: when every e8m0 scale the warp reads for this chunk lies in [2^-126, 2] (1 <= e <= 128,
-    `vote.sync.all`), the chunk takes the one-multiply decode (scale * 2^14 is exact in f16,
-    so (q * 2^-14) * (scale * 2^14) rounds once to f16(q * scale), as the two multiplies do);
-    other chunks (huge, zero or NaN scales) take the two-multiply decode."""
+    MX: when every e8m0 scale the warp reads for this chunk is in the decoder's fold range
+    (`vote.sync.all`), the chunk takes the one-multiply decode (the folded splat is exact, so
+    one multiply rounds q * scale once, as the two multiplies do); other chunks (huge or NaN
+    scales) take the two-multiply decode (w4a16_decode.py)."""
     if staged is None:
         staged = _stage_regs(em, bk, block)
         _fetch(em, ring, cs, c, bk, block, staged)
     es, words = staged
 
-    def body(mode: str, scales: list) -> None:
+    def body(scales: list) -> None:
         for u in range(bk // 128):
             wa, wb = words[2 * u], words[2 * u + 1]
             for j in range(4):
                 sj = (32 * u + 8 * j) // block
-                ya = _decode(em, wa[j], scales[0][sj], act, k, mode)
-                yb = _decode(em, wb[j], scales[1][sj], act, k, mode)
+                ya, yb = dec.pairs(wa[j]), dec.pairs(wb[j])
+                for y in ya:
+                    dec.scale(y, scales[0][sj])
+                for y in yb:
+                    dec.scale(y, scales[1][sj])
                 for t in range(nt):
-                    x = xs[t][4 * u + j]
-                    b = [em.new("r") for _ in range(4)]
-                    em.ins(f"prmt.b32 {b[0]}, {x[0]}, {x[2]}, 0x5410")
-                    em.ins(f"prmt.b32 {b[1]}, {x[0]}, {x[2]}, 0x7632")
-                    em.ins(f"prmt.b32 {b[2]}, {x[1]}, {x[3]}, 0x5410")
-                    em.ins(f"prmt.b32 {b[3]}, {x[1]}, {x[3]}, 0x7632")
+                    b = dec.activations(xs[t][4 * u + j])
                     for step in range(2):
                         frag = "{" + ", ".join(d_odd[t] if step and d_odd is not None else d[t]) + "}"
                         a = [ya[2 * step], yb[2 * step], ya[2 * step + 1], yb[2 * step + 1]]
@@ -565,34 +468,19 @@ def _compute(em: KernelEmitter, ring: _Ring, cs: str, c: str, d: list, act: str,
                                f"{{{', '.join(a)}}}, {{{b[2 * step]}, {b[2 * step + 1]}}}, {frag}")
 
     if block != 32:                              # NV: one multiply (f16) / q then s (bf16) always
-        body("acc" if k["scaled_acc"] else "two", [[_scale_splat(em, e, block, act) for e in row] for row in es])
+        body([[dec.splat(e) if dec.scaled_acc else (dec.pow2, dec.splat(e)) for e in row] for row in es])
         return
     ok = None
     for e in (e for row in es for e in row):
-        t, p = em.new("r"), em.new("p")
-        em.ins(f"add.u32 {t}, {e}, -1")
-        em.ins(f"setp.lt.u32 {p}, {t}, 128")     # 1 <= e <= 128
+        p = dec.fold_range(e)
         if ok is not None:
             em.ins(f"and.pred {p}, {p}, {ok}")
         ok = p
     fast, slow, done = em.new("p"), em.label("w4a16_two_mul"), em.label("w4a16_chunk_done")
     em.ins(f"vote.sync.all.pred {fast}, {ok}, 0xffffffff")
     em.ins(f"@!{fast} bra {slow}")
-    body("one", [[_scale_splat(em, e, block, act, fold=True) for e in row] for row in es])
+    body([[dec.splat(e, fold=True) for e in row] for row in es])
     em.ins(f"bra.uni {done}")
     em.place(slow)
-    body("two", [[_fallback_scale(em, e, act, k) for e in row] for row in es])
+    body([[dec.fallback(e) for e in row] for row in es])
     em.place(done)
-
-
-def _fallback_scale(em: KernelEmitter, e: str, act: str, k: dict) -> tuple[str, str]:
-    """(pre-multiplier, scale) splats of the two-multiply MX decode: (1, scale * 2^14 / 2^126)
-    where that is exact (1 <= e <= 128), else (2^14 / 2^126, scale): q * scale rounds once,
-    so every scale a chunk holds decodes as on the one-multiply path where that one is exact."""
-    folded, plain = _scale_splat(em, e, 32, act, fold=True), _scale_splat(em, e, 32, act)
-    t, p, pre, sc = em.new("r"), em.new("p"), em.new("r"), em.new("r")
-    em.ins(f"add.u32 {t}, {e}, -1")
-    em.ins(f"setp.lt.u32 {p}, {t}, 128")
-    em.ins(f"selp.b32 {pre}, {'0x3C003C00' if act == 'f16' else '0x3F803F80'}, {k['pow2']}, {p}")
-    em.ins(f"selp.b32 {sc}, {folded}, {plain}, {p}")
-    return pre, sc
