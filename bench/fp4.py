@@ -178,9 +178,21 @@ def main() -> None:
             got = layers[0][idx](xs[0]).double()
             err = float((got - ref).abs().max() / ref.abs().max())
             assert err < 2e-3, f"FP4Linear {'MX' if idx == 1 else 'NV'} M={m}: error {err}"
+        def fp4_mx(pdl: bool):
+            """FP4Linear MX; its steady state uses programmatic dependent launch (a call's weight
+            prologue overlaps the previous kernel's tail), `pdl=False` plain launches."""
+            def call(i):
+                lay = layers[i][1]
+                if lay.launch_pdl != pdl:
+                    lay.launch_pdl = pdl               # an instance attribute: this layer only
+                    lay.__dict__.pop("_hot", None)
+                lay(xs[i])
+            return call
+
         runs = [("cuBLAS fp16 (torch.matmul)", lambda i: torch.matmul(xs[i], layers[i][0].weight.T)),
-                ("tilec FP4Linear MX", lambda i: layers[i][1](xs[i])),
-                ("tilec FP4Linear NV", lambda i: layers[i][2](xs[i]))]
+                ("tilec FP4Linear MX", fp4_mx(True)),
+                ("tilec FP4Linear NV", lambda i: layers[i][2](xs[i])),
+                ("tilec FP4Linear MX, no PDL", fp4_mx(False))]
         if a.sweep_only:
             runs = []
         best_tri = None

@@ -204,7 +204,7 @@ def test_fp4_linear_cuda(m, n, k, fmt, dtype, bias):
     bm, split = L.plan(m, n, k)
     kern, grid = (L.w4a16_kernel, (ct.cdiv(m, bm), ct.cdiv(n, L.BN))) if split == 1 else \
         (L.w4a16_splitk_kernel, (ct.cdiv(m, bm), ct.cdiv(n, L.BN), split))
-    opts = L.launch_options(m)
+    opts = dict(L.launch_options(m), launch_pdl=True)      # steady-state calls: programmatic dependent launch
     fast = kern[grid]._with_options(opts)._fast
     assert fast is not None and "a1.packed" in fast[3].source
 
@@ -227,6 +227,13 @@ def test_fp4_linear_cuda_steady_state_follows_the_module(shape, n, bias):
     _, other = make_layer(k, n, bias, "mx", seed=4)
     layer.weight_packed = other.weight_packed.cuda()          # a new tensor: the closure must notice
     layer.weight_scale = other.weight_scale.cuda()
+    y = layer(x.cuda())
+    assert rel_err(y.cpu().reshape(-1, n), reference(layer, x.reshape(-1, k))) < TOL[torch.float16]
+    y = layer(x.cuda())                                       # the closure of the new weights
+    _, third = make_layer(k, n, bias, "mx", seed=5)
+    with torch.no_grad():                                     # modified in place: the version counters
+        layer.weight_packed.copy_(third.weight_packed.cuda())  # send the call to the general launch
+        layer.weight_scale.copy_(third.weight_scale.cuda())
     y = layer(x.cuda())
     assert rel_err(y.cpu().reshape(-1, n), reference(layer, x.reshape(-1, k))) < TOL[torch.float16]
     xt = torch.randn(k, shape[0]).half().cuda().T             # not contiguous

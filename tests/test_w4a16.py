@@ -121,16 +121,18 @@ def test_w4a16_tma_stream_from_an_unaligned_chunk(monkeypatch, variant, act):
     """sm_90a's TMA weight stream with the loop starting at chunk 1 (as split-K slices do): the
     scale boxes must start 16-byte aligned below the first scale byte (the simulator raises on a
     misaligned TMA coordinate, as the GPU does), 15 chunks over 4 K warps leave the last stage's
-    fourth chunk uncomputed, and 16 warps with M = 16 take the path without the register prefetch."""
+    fourth chunk uncomputed, and 16 warps with M = 16 take the path without the register prefetch.
+    Four CTAs along N start their K loops at iterations 0..3 of 4 (`ROTATE_K`) and wrap around."""
     monkeypatch.setenv("TILEC_TARGET", "sim:sm_90a")
     rng = np.random.default_rng(5)
-    m, n, k, bk = 16, 64, 2048, 128
+    m, n, k, bk = 16, 256, 2048, 128
     x = rng.standard_normal((m, k)).astype(ACTS[act])
     q, s, wd = weights(rng, n, k, variant)
     c = rng.standard_normal((m, n)).astype(np.float32)
     for bm in (8, 16):                                   # one n8 tile (register prefetch) and two
         y = np.full((m, n), np.nan, np.float32)
-        w4a16_acc_in[(m // bm, 1)](x, ct.fp4_tensor(q, (n, k)), s, c, y, bm, n, bk, FORMATS[variant][0], num_warps=16)
+        w4a16_acc_in[(m // bm, n // 64)](x, ct.fp4_tensor(q, (n, k)), s, c, y, bm, 64, bk, FORMATS[variant][0],
+                                         num_warps=16)
         assert rel_err(y, c + x[:, bk:].astype(np.float64) @ wd[:, bk:].T) < 2e-6
     arts = {a.gpu.ptx.count("cp.async.bulk.tensor.2d") for a in w4a16_acc_in._cache.values()
             if a.gpu is not None and a.gpu.num_threads == 512}

@@ -21,6 +21,10 @@ class CompileOptions:
     debuginfo: bool = False                # print locations in recorded IR
     num_warps: int | None = None           # GPU: warps per program (default: kernel option, else 4)
     num_stages: int | None = None          # GPU: software-pipeline depth of async copies
+    #: GPU (sm_90+): programmatic dependent launch: the kernel may start while the previous
+    #: kernel in the stream finishes, and waits for it before touching global memory (the
+    #: W4A16 loop first prefetches its weights: they must not be written by that kernel)
+    launch_pdl: bool | None = None
 
     def kernel_option(self, kernel, name: str, default):
         """This compile's `name` if set, else the kernel's `@ct.kernel(name=...)`, else `default`."""
@@ -169,7 +173,8 @@ def _emit_gpu(kernel, module, target: str, options: CompileOptions, stages: list
     from tilec.frontend.tracer import ConstantSpec
 
     div16 = tuple(bool(getattr(s, "div16", False)) for s in specs if not isinstance(s, ConstantSpec))
-    gpu = emit_kernel(module, target, num_warps=int(options.kernel_option(kernel, "num_warps", 4)), div16=div16)
+    gpu = emit_kernel(module, target, num_warps=int(options.kernel_option(kernel, "num_warps", 4)), div16=div16,
+                      pdl=bool(options.kernel_option(kernel, "launch_pdl", False)))
     if options.keep_ir or "emit-ptx" in options.print_ir_after:
         stages.append(("emit-ptx", gpu.ptx))
     return gpu

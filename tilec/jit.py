@@ -289,7 +289,7 @@ class Launcher:
                     return
         try:
             options = self.options
-            if kwargs and ("num_stages" in kwargs or "num_warps" in kwargs):
+            if kwargs and not _LAUNCH_KEYWORDS.isdisjoint(kwargs):
                 options = _launch_options(self.kernel, options, kwargs)
             args = self.kernel.complete_args(args, kwargs)
             from tilec.runtime.launch import target_for_args
@@ -352,7 +352,7 @@ class Launcher:
             return None
         if hit is None:
             names = set(kwargs)
-            if not names <= {"num_stages", "num_warps"} or names & set(self.kernel.param_names):
+            if not names <= _LAUNCH_KEYWORDS or names & set(self.kernel.param_names):
                 return None
             options = _launch_options(self.kernel, self.options, dict(kwargs))
             hit = Launcher(self.kernel, self.grid, options)
@@ -389,14 +389,19 @@ def _torch_tensor_type(t):
     return None
 
 
+#: launch keywords that select compile options (as in Triton): `num_stages=`, `num_warps=`,
+#: `launch_pdl=` (programmatic dependent launch, `driver.CompileOptions.launch_pdl`)
+_LAUNCH_KEYWORDS = frozenset(("num_stages", "num_warps", "launch_pdl"))
+
+
 def _launch_options(kernel: Kernel, options, kwargs: dict):
-    """`kernel[grid](..., num_stages=3, num_warps=8)`: launch keywords that are not kernel
-    parameters override the compile options (as in Triton); removed from `kwargs`."""
+    """`kernel[grid](..., num_stages=3, num_warps=8, launch_pdl=True)`: launch keywords that are
+    not kernel parameters override the compile options (as in Triton); removed from `kwargs`."""
     from dataclasses import replace
 
     from tilec.driver import CompileOptions
 
-    picked = {k: kwargs.pop(k) for k in ("num_stages", "num_warps") if k in kwargs and k not in kernel.param_names}
+    picked = {k: kwargs.pop(k) for k in _LAUNCH_KEYWORDS if k in kwargs and k not in kernel.param_names}
     if not picked:
         return options
     key = (options, *sorted(picked.items()))

@@ -64,6 +64,10 @@ class PtxKernel:
     num_threads: int
     smem_bytes: int
     grid_rank: int
+    #: launched with programmatic dependent launch (`launch_pdl=True`): the kernel lets the next
+    #: one start (`griddepcontrol.launch_dependents`) and waits for the previous one
+    #: (`griddepcontrol.wait`) before touching global memory (`KernelEmitter.defer_dependency_wait`)
+    pdl: bool = False
 
 
 @dataclass
@@ -121,7 +125,7 @@ def source_loc(op: Operation) -> SourceLoc | None:
 class KernelEmitter:
     """Builds the PTX of one kernel; lowerings call its register/instruction helpers."""
 
-    def __init__(self, func_op: func.FuncOp, target: str, num_warps: int = 4, div16: tuple = ()):
+    def __init__(self, func_op: func.FuncOp, target: str, num_warps: int = 4, div16: tuple = (), pdl: bool = False):
         if target not in TARGETS:
             raise LoweringError(f"unknown PTX target '{target}'; expected one of {', '.join(TARGETS)}")
         if num_warps not in (1, 2, 4, 8, 16, 32):
@@ -144,6 +148,8 @@ class KernelEmitter:
         self.div16 = tuple(div16)   # per kernel argument: `TensorSpec.div16` (vector accesses allowed)
         self.decls: list[str] = []                          # extra module-scope declarations
         self._exit_code: list[Callable[[], None]] = []     # emitted before the final `ret`
+        self.pdl = pdl and self.sm >= 90                   # griddepcontrol needs sm_90
+        self._dependency_wait: int | None = None           # line of the kernel-entry griddepcontrol.wait
 
     def at_exit(self, emit: Callable[[], None]) -> None:
         """Run `emit()` at the kernel's single exit, before `ret` (last registered runs first).
@@ -170,6 +176,25 @@ class KernelEmitter:
 
     def bar(self) -> None:
         self.ins("bar.sync 0")
+
+    # ------------------------------------------------------------------ programmatic dependent launch
+    def defer_dependency_wait(self) -> bool:
+        """With `launch_pdl`, the kernel waits for the previous kernel in the stream right at
+        entry.  A lowering whose first global accesses do not depend on that kernel (the W4A16
+        loop's weight prologue) may take the wait over: this removes the entry wait and
+        returns True when nothing emitted since then touches global memory; the lowering then
+        emits `griddepcontrol.wait` (`dependency_wait`) on every path before its dependent
+        accesses.  False: no launch_pdl, or too late (keep going as emitted)."""
+        i = self._dependency_wait
+        if i is None or any(_touches_global(line) for line in self.lines[i + 1:]):
+            return False
+        del self.lines[i]
+        self._dependency_wait = None
+        return True
+
+    def dependency_wait(self) -> None:
+        """Wait until the previous kernel in the stream has completed and its writes are visible."""
+        self.ins("griddepcontrol.wait")
 
     # ------------------------------------------------------------------ memo scopes
     def memo(self, key, make: Callable[[], object]):
@@ -424,13 +449,17 @@ class KernelEmitter:
         lower_grid.bind_params(self, block)
         for hook in KERNEL_HOOKS:
             hook(self)
+        if self.pdl:
+            self.ins("griddepcontrol.launch_dependents")
+            self._dependency_wait = len(self.lines)
+            self.dependency_wait()
         self.emit_block(block)
         for emit in reversed(self._exit_code):
             emit()
         self.ins("ret")
         self._check_smem(name)
         return PtxKernel(name, self.target, self.render(name), tuple(self.params), self.num_threads,
-                         self.smem_bytes, self.grid_rank)
+                         self.smem_bytes, self.grid_rank, self.pdl)
 
     def _check_smem(self, name: str) -> None:
         """A kernel that needs more shared memory than any CTA of the target may use could
@@ -462,6 +491,24 @@ class KernelEmitter:
         return "\n".join(head + decls + self.lines + ["}", ""])
 
 
+_MEMORY_OPS = ("ld", "st", "atom", "red", "cp", "prefetch", "multimem", "tensormap")
+_STATE_SPACES = (".shared", ".param", ".local", ".const", ".global")
+
+
+def _touches_global(line: str) -> bool:
+    """Whether a PTX line is an instruction that may access global memory (a `.global` state
+    space, or a memory instruction without one: generic addressing)."""
+    text = line.strip()
+    if not text or text.startswith("//") or text.endswith(":"):
+        return False
+    if text.startswith("@"):
+        text = text.split(None, 1)[1] if " " in text else ""
+    mnemonic = text.split(None, 1)[0] if text else ""
+    if mnemonic.split(".", 1)[0] not in _MEMORY_OPS:
+        return False
+    return ".global" in mnemonic or not any(sp in mnemonic for sp in _STATE_SPACES)
+
+
 _PARAM_TYPES = {"ptr": "u64", "u32": "u32", "i32": "b32", "i64": "b64", "f32": "f32", "f64": "f64"}
 
 
@@ -490,9 +537,11 @@ class TensorInfo:
     strides: list = field(default_factory=list)
 
 
-def emit_kernel(module: ModuleOp | func.FuncOp, target: str, num_warps: int = 4, div16: tuple = ()) -> PtxKernel:
+def emit_kernel(module: ModuleOp | func.FuncOp, target: str, num_warps: int = 4, div16: tuple = (),
+                pdl: bool = False) -> PtxKernel:
     """PTX for the single `func.func` of a canonicalised tile-IR module.  `div16[i]`: kernel
-    argument i is a tensor whose rows are 16-byte aligned (`TensorSpec.div16`)."""
+    argument i is a tensor whose rows are 16-byte aligned (`TensorSpec.div16`); `pdl`: the
+    kernel is launched with programmatic dependent launch (sm_90+; ignored before)."""
     f = module
     if isinstance(module, ModuleOp):
         funcs = [op for op in module.body.block.ops if isinstance(op, func.FuncOp)]
@@ -504,4 +553,4 @@ def emit_kernel(module: ModuleOp | func.FuncOp, target: str, num_warps: int = 4,
     if fixed is not None:
         num_warps = fixed.value.data
     # -----------------------------------------------------------------------------------
-    return KernelEmitter(f, target, num_warps, div16).run()
+    return KernelEmitter(f, target, num_warps, div16, pdl).run()

@@ -159,6 +159,8 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
                                  f"shared memory, more than {limit}")
         ring = _Ring(em, bk, block, S)
     em.reserve_smem(max(ring.bytes, ks_n * bm * bn * 4))
+    # launch_pdl: the loop's weight prologue may run ahead of the wait for the previous kernel
+    dependency_wait = em.defer_dependency_wait()
     em.comment(f"w4a16.mma_loop: [{bm} x {bk}] @ fp4[{bn} x {bk}]^T per chunk, {rg_n} x {ks_n} warps (rows x K), "
                f"{S}-stage cp.async ring, {act} mma.sync")
 
@@ -270,23 +272,31 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
     for regs in (r for xs in sets for tile_regs in xs for piece in tile_regs for r in piece):
         em.ins(f"mov.b32 {regs}, 0")
 
-    def load_x(xs, chunk: str) -> None:
-        """Activations of `chunk` (if < ub) into `xs`; advances the pointers by KS chunks."""
+    def load_x(xs, chunk: str, at_chunk: bool = False) -> None:
+        """Activations of `chunk` (if < ub) into `xs`: from the pointers, which then advance by
+        KS chunks (the loop's order), or, `at_chunk`, from the address of `chunk` itself."""
         more = em.new("p")
         em.ins(f"setp.lt.s32 {more}, {chunk}, {ub}")
         for t in range(nt):
             guard = em.new("p")
             em.ins(f"and.pred {guard}, {more}, {xv[t]}")
+            ptr = xps[t]
+            if at_chunk:
+                ptr, off = em.new("rd"), em.new("r")
+                em.ins(f"sub.u32 {off}, {chunk}, {lb}")
+                em.ins(f"mul.wide.s32 {ptr}, {off}, {bk * 2}")
+                em.ins(f"add.s64 {ptr}, {ptr}, {xps[t]}")
             for q in range(bk // 32):
-                em.ins(f"@{guard} ld.global.nc.v4.b32 {{{', '.join(xs[t][q])}}}, [{xps[t]}+{16 * q}]")
-            em.ins(f"add.s64 {xps[t]}, {xps[t]}, {bk * 2 * ks_n}")
+                em.ins(f"@{guard} ld.global.nc.v4.b32 {{{', '.join(xs[t][q])}}}, [{ptr}+{16 * q}]")
+            if not at_chunk:
+                em.ins(f"add.s64 {xps[t]}, {xps[t]}, {bk * 2 * ks_n}")
 
     join = None
     infos = {"x": xi, "wq": wi, "ws": si}
     tma_stages = tma.stages(em, infos, bk, block, bn, bm, ks_n, op.stages.value.data, limit)
     if tma_stages:
         lp = tma.Loop(op, bk, block, bn, nt, ks_n, tma_stages, em.as_reg(em.get(op.lb).regs[0]), lb, ub, w_row, x_row, xv,
-                      rg, ks, g, c, lane)
+                      rg, ks, g, c, lane, dependency_wait)
         join = tma.emit_branch(
             em, lp, infos,
             lambda staged, xs: _compute(em, ring, None, c, d, act, bk, block, nt, dec, xs, d_odd, staged),
@@ -319,7 +329,8 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
 
     for _ in range(S - 1):
         issue()
-
+    if dependency_wait:                          # the weights are in flight; the activations follow
+        em.dependency_wait()
 
     it, cs, nxt = em.new("r"), em.new("r"), em.new("r")
     em.ins(f"mov.u32 {it}, {lb}")

@@ -55,6 +55,9 @@ ENABLED = True
 #: --sweep, K = N = 8192): M = 16 26.5 us by TMA against 28.6 from global memory; M = 1 21.9 against
 #: 20.2, its box being 7/8 zero fill and its few activation bytes L1 hits anyway.
 ACTIVATIONS_BY_TMA: bool | None = None
+#: each CTA starts its K loop at its own iteration (the CTA's row block mod J) and wraps around,
+#: so the CTAs read different K columns of their weight rows at any one time (module docstring)
+ROTATE_K = True
 
 
 @dataclass
@@ -79,6 +82,9 @@ class Loop:
     g: str
     c: str
     lane: str
+    #: the kernel's programmatic-dependent-launch wait is this loop's to emit (`launch_pdl`):
+    #: after the prologue's weight and scale boxes, before the activations
+    dependency_wait: bool = False
 
 
 #: (tensor, innermost multiple) of the maps, as the entry test and `tma_ready` check them:
@@ -207,6 +213,29 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
     em.ins(f"@{neg} mov.s32 {t}, 0")
     em.ins(f"add.u32 {t}, {t}, {KS - 1}")
     em.ins(f"div.u32 {J}, {t}, {KS}")
+    # rotation: iteration j computes the chunks of iteration (j + rot) mod J
+    rot = None
+    if ROTATE_K:
+        rot, j1 = em.new("r"), em.new("r")
+        em.ins(f"max.u32 {j1}, {J}, 1")
+        em.ins(f"div.u32 {rot}, {lp.w_row}, {bn}")
+        em.ins(f"rem.u32 {rot}, {rot}, {j1}")
+
+    def rotated(j: str) -> str:
+        """The iteration whose chunks iteration `j` computes."""
+        if rot is None:
+            return j
+        r, wrap = em.new("r"), em.new("p")
+        em.ins(f"add.u32 {r}, {j}, {rot}")
+        em.ins(f"setp.ge.u32 {wrap}, {r}, {J}")
+        em.ins(f"@{wrap} sub.u32 {r}, {r}, {J}")
+        return r
+
+    def chunk_of(j: str) -> str:
+        """This warp's chunk in iteration `j`: lb + rotated(j) * KS."""
+        c = em.new("r")
+        em.ins(f"mad.lo.u32 {c}, {rotated(j)}, {KS}, {lp.lb}")
+        return c
 
     # this thread's offsets inside a stage: rows 16 rg + g (+ 8), its K warp's box / scale bytes
     wrow = em.new("r")
@@ -244,32 +273,39 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
         em.ins(f"add.u32 {o}, {o}, {base}")
         my_x.append(o)
 
-    def issue(j: str) -> None:
-        """Thread 0: stage j % S <- iteration j (its KS chunks' boxes), on full[j % S]."""
+    def issue(j: str, weights: bool = True, activations: bool = True) -> None:
+        """Thread 0: stage j % S <- iteration j (its KS chunks' boxes), on full[j % S].  The
+        prologue issues the weights and scales (with the stage's whole transaction count)
+        before the activations when a dependency wait sits between them."""
         s, _ = stage_and_parity(em, j, S)
-        bar, wd, sd, cw, cs = em.new("r"), em.new("r"), em.new("r"), em.new("r"), em.new("r")
+        bar = em.new("r")
         em.ins(f"mad.lo.u32 {bar}, {s}, 8, {bars}")
-        em.ins(f"mad.lo.u32 {wd}, {s}, {w_stage}, {base}")
-        em.ins(f"mad.lo.u32 {sd}, {s}, {s_stage}, {base}")
-        em.ins(f"add.u32 {sd}, {sd}, {s_off}")
-        em.ins(f"mad.lo.u32 {cw}, {j}, {KS}, {lp.lb0}")     # first chunk of the stage
+        rj, cw = rotated(j), em.new("r")
+        em.ins(f"mad.lo.u32 {cw}, {rj}, {KS}, {lp.lb0}")    # first chunk of the stage
         em.ins(f"mul.lo.u32 {cw}, {cw}, {bk // 2}")
-        em.ins(f"mad.lo.u32 {cs}, {j}, {sb}, {s0}")
+        if weights:
+            wd, sd, cs = em.new("r"), em.new("r"), em.new("r")
+            em.ins(f"mad.lo.u32 {wd}, {s}, {w_stage}, {base}")
+            em.ins(f"mad.lo.u32 {sd}, {s}, {s_stage}, {base}")
+            em.ins(f"add.u32 {sd}, {sd}, {s_off}")
+            em.ins(f"mad.lo.u32 {cs}, {rj}, {sb}, {s0}")
+            em.ins(f"mbarrier.arrive.expect_tx.shared::cta.b64 _, [{bar}], {tx}")
+            for k in range(KS):
+                x = cw
+                if k:
+                    x = em.new("r")
+                    em.ins(f"add.u32 {x}, {cw}, {k * bk // 2}")
+                em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                       f"[{wd}+{k * box_w}], [{wmap}, {{{x}, {lp.w_row}}}], [{bar}]")
+            em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                   f"[{sd}], [{smap}, {{{cs}, {lp.w_row}}}], [{bar}]")
+        if not (activations and x_tma):
+            return
         xd, cx = em.new("r"), em.new("r")
         em.ins(f"mad.lo.u32 {xd}, {s}, {x_stage}, {base}")
         em.ins(f"add.u32 {xd}, {xd}, {x_off}")
         em.ins(f"shl.b32 {cx}, {cw}, 1")                       # K half of the stage's first chunk
-        em.ins(f"mbarrier.arrive.expect_tx.shared::cta.b64 _, [{bar}], {tx}")
-        for k in range(KS):
-            x = cw
-            if k:
-                x = em.new("r")
-                em.ins(f"add.u32 {x}, {cw}, {k * bk // 2}")
-            em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                   f"[{wd}+{k * box_w}], [{wmap}, {{{x}, {lp.w_row}}}], [{bar}]")
-        em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-               f"[{sd}], [{smap}, {{{cs}, {lp.w_row}}}], [{bar}]")
-        for b in range(KS * xb_n if x_tma else 0):
+        for b in range(KS * xb_n):
             x = cx
             if b:
                 x = em.new("r")
@@ -304,21 +340,32 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
         em.ins("bar.warp.sync -1")
         em.ins(f"@{lane0} mbarrier.arrive.shared::cta.b64 _, [{bar}+{8 * S}]")
 
-    # prologue: thread 0 fills min(S, J) stages
-    j = em.new("r")
-    pro, pro_done = em.label("w4a16_tma_prologue"), em.label("w4a16_tma_prologue_done")
-    em.ins(f"mov.u32 {j}, 0")
-    em.ins(f"@!{lead} bra {pro_done}")
-    em.place(pro)
-    more = em.new("p")
-    em.ins(f"setp.ge.u32 {more}, {j}, {S}")
-    em.ins(f"@{more} bra {pro_done}")
-    em.ins(f"setp.ge.u32 {more}, {j}, {J}")
-    em.ins(f"@{more} bra {pro_done}")
-    issue(j)
-    em.ins(f"add.u32 {j}, {j}, 1")
-    em.ins(f"bra {pro}")
-    em.place(pro_done)
+    # prologue: thread 0 fills min(S, J) stages; with the kernel's dependency wait here, the
+    # weights and scales go first (they do not depend on the previous kernel), the activations
+    # after the wait
+    split = lp.dependency_wait and x_tma
+
+    def prologue(weights: bool, activations: bool) -> None:
+        j = em.new("r")
+        pro, pro_done = em.label("w4a16_tma_prologue"), em.label("w4a16_tma_prologue_done")
+        em.ins(f"mov.u32 {j}, 0")
+        em.ins(f"@!{lead} bra {pro_done}")
+        em.place(pro)
+        more = em.new("p")
+        em.ins(f"setp.ge.u32 {more}, {j}, {S}")
+        em.ins(f"@{more} bra {pro_done}")
+        em.ins(f"setp.ge.u32 {more}, {j}, {J}")
+        em.ins(f"@{more} bra {pro_done}")
+        issue(j, weights, activations)
+        em.ins(f"add.u32 {j}, {j}, 1")
+        em.ins(f"bra {pro}")
+        em.place(pro_done)
+
+    prologue(True, not split)
+    if lp.dependency_wait:
+        em.dependency_wait()
+    if split:
+        prologue(False, True)
 
     # prefetch (one n8 tile): iteration j + 1's stage is read while j computes; the stage read
     # in iteration j (r = j + 1, or r = j without prefetch) is refilled with r - 1 + S ... by
@@ -326,10 +373,10 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
     prefetch = nt == 1
     staged = [stage_regs(), stage_regs()] if prefetch else [stage_regs()]
     it, jj = em.new("r"), em.new("r")
-    em.ins(f"mov.u32 {it}, {lp.lb}")
     em.ins(f"mov.u32 {jj}, 0")
+    em.ins(f"mov.u32 {it}, {chunk_of(jj)}")
     if not x_tma:
-        load_x(sets[0], it)
+        load_x(sets[0], it, rot is not None)
     if prefetch:
         skip = em.label("w4a16_tma_first")
         none = em.new("p")
@@ -365,11 +412,11 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
         issue(nj)
         em.place(no_refill)
 
-        nxt, j1 = em.new("r"), em.new("r")
-        em.ins(f"add.u32 {nxt}, {it}, {KS}")
+        j1 = em.new("r")
         em.ins(f"add.u32 {j1}, {jj}, 1")
+        nxt = chunk_of(j1)
         if not x_tma:
-            load_x(sets[1 - half], nxt)
+            load_x(sets[1 - half], nxt, rot is not None)
             if not prefetch:                     # one register set per chunk, as in the cp.async ring
                 xs_now = sets[half]
         if prefetch:

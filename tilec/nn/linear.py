@@ -20,6 +20,14 @@ of an input (shape, dtype, device) the module keeps a closure for it (`_hot`: ou
 allocation + one launch, after identity checks of the weight, scale and bias tensors), so a
 steady-state decode call costs about as much host time as `torch.matmul` (bench/fp4.py).
 
+Steady-state launches use programmatic dependent launch (`launch_pdl=True`, sm_90+; the class
+attribute `launch_pdl` turns it off): the kernel may start while the previous kernel in the
+stream finishes, and streams its first weight stages in while it waits for that kernel's
+results (`griddepcontrol.wait` comes before the activations are read and the output is
+written).  So the weights must not be written by the kernel just before: the closure checks
+that the weight and scale tensors were not modified in place since it was made (torch's
+version counters); a modified weight takes the general launch, which waits in full first.
+
 CPU torch tensors run the same kernel on the CPU backend (exact f32 dequantize, numpy
 matmul).  On sm_100a the kernel takes the generic lowering (tile.dequantize in registers, then
 the f16 MMA; checked in the simulator, no Blackwell GPU was available): its block-scaled FP4
@@ -115,6 +123,9 @@ def plan(m: int, n: int, k: int, bk: int = BK, bn: int = BN) -> tuple[int, int]:
 
 class FP4Linear(_Module):
     """y = x @ W^T + b with W in FP4 (e2m1) and block scales; activations f16 or bf16."""
+
+    #: steady-state CUDA launches overlap the previous kernel's tail (module docstring)
+    launch_pdl = True
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, scale: str = "mx",
                  device=None, dtype=None):
@@ -242,18 +253,20 @@ class FP4Linear(_Module):
         packed, bias = self.weight_packed, self.bias
         dtype, dev, flat = x.dtype, x.device, x.dim() == 2
         out_shape = lead + (n,)
-        opts = launch_options(m)
+        opts = dict(launch_options(m), launch_pdl=bool(self.launch_pdl))
         if split == 1:
             launch = w4a16_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN))]._with_options(opts)
         else:
             launch = w4a16_splitk_kernel[(ct.cdiv(m, bm), ct.cdiv(n, BN), split)]._with_options(opts)
         if launch is None:
             return
+        versions = (packed._version, scales._version)
 
         def run(me, x):
             bufs = me._buffers        # `me`: the calling module (a deep copy shares this closure)
             if bufs.get("weight_packed") is not packed or bufs.get("weight_scale") is not scales \
-                    or me._parameters.get("bias") is not bias or not x.is_contiguous():
+                    or me._parameters.get("bias") is not bias or not x.is_contiguous() \
+                    or (packed._version, scales._version) != versions:
                 return None
             x2 = x if flat else x.view(m, k)
             if split == 1:

@@ -450,9 +450,11 @@ class Function:
             pa = self._layouts[kinds] = PackedArgs(kinds)
         return pa
 
-    def launcher(self, kinds: Sequence[str], block=(128, 1, 1), shared_mem_bytes: int = 0) -> "Launcher":
-        """A callable bound to this kernel, signature and block shape (the fast path)."""
-        return Launcher(self, kinds, block, shared_mem_bytes)
+    def launcher(self, kinds: Sequence[str], block=(128, 1, 1), shared_mem_bytes: int = 0,
+                 pdl: bool = False) -> "Launcher":
+        """A callable bound to this kernel, signature and block shape (the fast path); `pdl`:
+        launch with programmatic dependent launch (`cuLaunchKernelEx`, see `Launcher`)."""
+        return Launcher(self, kinds, block, shared_mem_bytes, pdl)
 
     def __call__(self, grid, block, args, shared_mem_bytes: int = 0, stream=None) -> None:
         launch(self, grid, block, shared_mem_bytes, stream, args)
@@ -463,9 +465,15 @@ class Launcher:
 
     Pointer values must be ints and tensormap values 128-byte ``bytes`` (use
     `device_pointer` / ``TensorMap.bytes``); this skips all per-argument conversion.
+
+    ``pdl=True`` launches through ``cuLaunchKernelEx`` with the programmatic stream
+    serialization attribute: the kernel may begin while the previous kernel in the stream is
+    still running (once that one executes ``griddepcontrol.launch_dependents`` or exits), so
+    it must itself wait (``griddepcontrol.wait``) before reading what that kernel wrote.
+    In a CUDA graph capture the dependency becomes a programmatic edge.
     """
 
-    def __init__(self, fn: Function, kinds: Sequence[str], block, shared_mem_bytes: int):
+    def __init__(self, fn: Function, kinds: Sequence[str], block, shared_mem_bytes: int, pdl: bool = False):
         _get_state()
         self.fn = fn
         self.args = PackedArgs(kinds)  # private buffer (not shared with fn.layout)
@@ -476,6 +484,30 @@ class Launcher:
         self._cu_launch = _driver().cuLaunchKernel
         self._pack = self.args._pack_into
         self._buf, self._base, self._params = self.args._buf, self.args._base, self.args.address
+        self.pdl = pdl
+
+    def _pdl_launch(self, grid):
+        """``launch(stream)`` of this kernel on `grid` by ``cuLaunchKernelEx`` with programmatic
+        stream serialization (one launch config, only its stream set per call)."""
+        drv = _driver()
+        gx, gy, gz = (grid, 1, 1) if type(grid) is int else _dims(grid)
+        cfg = drv.CUlaunchConfig()
+        cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = gx, gy, gz
+        cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = self.block
+        cfg.sharedMemBytes = self.smem
+        attr = drv.CUlaunchAttribute()
+        attr.id = drv.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+        attr.value.programmaticStreamSerializationAllowed = 1
+        cfg.attrs = [attr]
+        cfg.numAttrs = 1
+        launch_ex, handle, params, name = drv.cuLaunchKernelEx, self.fn.handle, self._params, self.fn.name
+
+        def launch(stream):
+            cfg.hStream = stream
+            err = launch_ex(cfg, handle, params, 0)[0]
+            if err:
+                raise CudaError(int(err), f"cuLaunchKernelEx({name!r}, programmatic stream serialization)")
+        return launch
 
     def __call__(self, grid, *values, stream=None) -> None:
         if not getattr(_tls, "ctx_ok", False):
@@ -487,6 +519,9 @@ class Launcher:
         elif type(stream) is not int:
             stream = _stream_handle(stream)
         self._pack(self._buf, self._base, *values)
+        if self.pdl:
+            self._pdl_launch((gx, gy, gz))(_cu_stream(stream))
+            return
         if _impl == "bindings":
             s = _streams.get(stream)
             if s is None:
@@ -509,6 +544,16 @@ class Launcher:
         buf, base, pack_into = self._buf, self._base, self._pack
         stream_of = stream_reader()
         cu_launch, streams, tls = self._cu_launch, _streams, _tls
+        if self.pdl:
+            launch_pdl = self._pdl_launch((gx, gy, gz))
+
+            def launch():
+                if not getattr(tls, "ctx_ok", False):
+                    _get_state()
+                h = stream_of()
+                s = streams.get(h)
+                launch_pdl(s if s is not None else _cu_stream(h))
+            return pack_into, buf, base, launch
 
         def launch():
             if not getattr(tls, "ctx_ok", False):

@@ -200,7 +200,7 @@ _lock = threading.Lock()
 def _launcher(artifact, device: int):
     """The `tilec.runtime.cuda.Launcher` of `artifact` on `device` (loaded once)."""
     gpu = artifact.gpu
-    key = (device, gpu.target, gpu.ptx)
+    key = (device, gpu.target, gpu.ptx, getattr(gpu, "pdl", False))
     hit = _loaded.get(key)
     if hit is not None:
         return hit
@@ -219,7 +219,8 @@ def _launcher(artifact, device: int):
                 image = gpu.ptx
         module = cuda.load_module(image)
         fn = module.function(gpu.name)
-        launcher = fn.launcher([p.kind for p in gpu.params], (gpu.num_threads, 1, 1), gpu.smem_bytes)
+        launcher = fn.launcher([p.kind for p in gpu.params], (gpu.num_threads, 1, 1), gpu.smem_bytes,
+                               getattr(gpu, "pdl", False))
         launcher.module = module  # keep the module alive with its launcher
         _loaded[key] = launcher
         return launcher
