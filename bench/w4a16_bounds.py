@@ -31,7 +31,8 @@ ap.add_argument("--variants", default="as built,compute only,no decode")
 ap.add_argument("--bn", type=int, default=0, help="weight rows per CTA (0: FP4Linear's)")
 ap.add_argument("--bk", type=int, default=0, help="K per chunk (0: FP4Linear's)")
 ap.add_argument("--warps", type=int, default=0)
-ap.add_argument("--no-rotate", action="store_true", help="every CTA's K loop starts at chunk 0 (ROTATE_K off)")
+ap.add_argument("--k", type=int, default=8192)
+ap.add_argument("--pdl", action="store_true", help="launch_pdl=True (as FP4Linear's steady state)")
 ap.add_argument("--variant", default="", help="(internal) one variant in this process")
 a = ap.parse_args()
 if not a.variant:
@@ -40,9 +41,9 @@ if not a.variant:
 
     for v in a.variants.split(","):
         subprocess.run([sys.executable, __file__, "--m", str(a.m), "--copies", str(a.copies), "--stages",
-                        str(a.stages), "--bn", str(a.bn), "--bk", str(a.bk), "--warps", str(a.warps), "--variant", v] + (["--no-rotate"] if a.no_rotate else []))
+                        str(a.stages), "--bn", str(a.bn), "--bk", str(a.bk), "--warps", str(a.warps), "--variant", v] + ["--k", str(a.k)] + (["--pdl"] if a.pdl else []))
     sys.exit(0)
-k = n = 8192
+k, n = a.k, 8192
 torch.manual_seed(0)
 layers = [FP4Linear.from_float(torch.nn.Linear(k, n, bias=False, device="cuda", dtype=torch.float16), "mx")
           for _ in range(a.copies)]
@@ -74,7 +75,8 @@ def measure(name):
     print(f"{name:<34} {t * 1e6:7.1f} us")
 
 
-lower_w4a16_tma.ROTATE_K = not a.no_rotate
+if a.pdl:
+    opts["launch_pdl"] = True
 if a.variant == "compute only":
     from tilec.backends.ptx.emitter import KernelEmitter
 
@@ -87,5 +89,5 @@ if a.variant == "compute only":
     lower_w4a16_tma.wait_parity = lambda em, bar, parity, hint="mbar_wait": None
 elif a.variant == "no decode":
     lower_w4a16._compute = lambda *args, **kw: None
-measure(f"M = {a.m}, BN {BN} BK {BK} {opts['num_warps']} warps {opts['num_stages']} stages, {a.copies} copies: "
-        f"{a.variant}{', no K rotation' if a.no_rotate else ''}")
+measure(f"M = {a.m}, K = {k}, BN {BN} BK {BK} {opts['num_warps']} warps {opts['num_stages']} stages, {a.copies} copies: "
+        f"{a.variant}{', PDL' if a.pdl else ''}")

@@ -56,7 +56,8 @@ def test_touches_global_classifies_memory_instructions():
         assert _touches_global("\t" + line), line
     for line in ("ld.param.u64 %rd1, [p0];", "ld.shared.v4.b32 {%r1, %r2, %r3, %r4}, [%r5];",
                  "mbarrier.try_wait.parity.shared::cta.b64 %p1, [%r1], %r2;", "cvta.to.global.u64 %rd2, %rd1;",
-                 "add.u32 %r1, %r2, 1;", "// ld.global in a comment", "$L_loop_3:"):
+                 "add.u32 %r1, %r2, 1;", "// ld.global in a comment", "$L_loop_3:",
+                 "@%p1 prefetch.tensormap [%rd3];"):          # a prefetch changes no result
         assert not _touches_global("\t" + line), line
 
 

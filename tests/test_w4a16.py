@@ -121,8 +121,8 @@ def test_w4a16_tma_stream_from_an_unaligned_chunk(monkeypatch, variant, act):
     """sm_90a's TMA weight stream with the loop starting at chunk 1 (as split-K slices do): the
     scale boxes must start 16-byte aligned below the first scale byte (the simulator raises on a
     misaligned TMA coordinate, as the GPU does), 15 chunks over 4 K warps leave the last stage's
-    fourth chunk uncomputed, and 16 warps with M = 16 take the path without the register prefetch.
-    Four CTAs along N start their K loops at iterations 0..3 of 4 (`ROTATE_K`) and wrap around."""
+    fourth chunk uncomputed, and 16 warps with M = 16 take the path without the register prefetch;
+    four CTAs along N."""
     monkeypatch.setenv("TILEC_TARGET", "sim:sm_90a")
     rng = np.random.default_rng(5)
     m, n, k, bk = 16, 256, 2048, 128

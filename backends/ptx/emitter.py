@@ -491,7 +491,7 @@ class KernelEmitter:
         return "\n".join(head + decls + self.lines + ["}", ""])
 
 
-_MEMORY_OPS = ("ld", "st", "atom", "red", "cp", "prefetch", "multimem", "tensormap")
+_MEMORY_OPS = ("ld", "st", "atom", "red", "cp", "multimem", "tensormap")   # not prefetch: no effect on results
 _STATE_SPACES = (".shared", ".param", ".local", ".const", ".global")
 
 

@@ -272,24 +272,16 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
     for regs in (r for xs in sets for tile_regs in xs for piece in tile_regs for r in piece):
         em.ins(f"mov.b32 {regs}, 0")
 
-    def load_x(xs, chunk: str, at_chunk: bool = False) -> None:
-        """Activations of `chunk` (if < ub) into `xs`: from the pointers, which then advance by
-        KS chunks (the loop's order), or, `at_chunk`, from the address of `chunk` itself."""
+    def load_x(xs, chunk: str) -> None:
+        """Activations of `chunk` (if < ub) into `xs`; advances the pointers by KS chunks."""
         more = em.new("p")
         em.ins(f"setp.lt.s32 {more}, {chunk}, {ub}")
         for t in range(nt):
             guard = em.new("p")
             em.ins(f"and.pred {guard}, {more}, {xv[t]}")
-            ptr = xps[t]
-            if at_chunk:
-                ptr, off = em.new("rd"), em.new("r")
-                em.ins(f"sub.u32 {off}, {chunk}, {lb}")
-                em.ins(f"mul.wide.s32 {ptr}, {off}, {bk * 2}")
-                em.ins(f"add.s64 {ptr}, {ptr}, {xps[t]}")
             for q in range(bk // 32):
-                em.ins(f"@{guard} ld.global.nc.v4.b32 {{{', '.join(xs[t][q])}}}, [{ptr}+{16 * q}]")
-            if not at_chunk:
-                em.ins(f"add.s64 {xps[t]}, {xps[t]}, {bk * 2 * ks_n}")
+                em.ins(f"@{guard} ld.global.nc.v4.b32 {{{', '.join(xs[t][q])}}}, [{xps[t]}+{16 * q}]")
+            em.ins(f"add.s64 {xps[t]}, {xps[t]}, {bk * 2 * ks_n}")
 
     join = None
     infos = {"x": xi, "wq": wi, "ws": si}

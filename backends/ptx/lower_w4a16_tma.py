@@ -22,6 +22,12 @@ thread's packed words, scale bytes and activations come from differs:
 On the H100 (bench/RESULTS.md, K = N = 8192) this took M = 16 from 38.6 to 26.5 us and M = 1
 from 21.7 to 20.2.
 
+**Programmatic dependent launch** (`launch_pdl=True`, `KernelEmitter.defer_dependency_wait`):
+the kernel's wait for the previous kernel moves from its entry to after the prologue's weight and
+scale boxes, so the first stages stream in while that kernel finishes; the activations (by
+`ld.global` or their TMA boxes, issued after the wait on the same full barriers) and everything
+after depend on it.  The cp.async fallback waits after its weight prologue alike.
+
 Shared memory (from the 1024-byte aligned base): S weight stages of KS boxes, box k at
 `k * BN*BK/2` holding rows w_row .. w_row+BN-1 of chunk lb + j*KS + k row-major (BK/2 bytes a
 row: a warp's `ld.shared.v4` of rows g, g+1 x lanes c covers 128 contiguous bytes, conflict
@@ -55,9 +61,6 @@ ENABLED = True
 #: --sweep, K = N = 8192): M = 16 26.5 us by TMA against 28.6 from global memory; M = 1 21.9 against
 #: 20.2, its box being 7/8 zero fill and its few activation bytes L1 hits anyway.
 ACTIVATIONS_BY_TMA: bool | None = None
-#: each CTA starts its K loop at its own iteration (the CTA's row block mod J) and wraps around,
-#: so the CTAs read different K columns of their weight rows at any one time (module docstring)
-ROTATE_K = True
 
 
 @dataclass
@@ -213,29 +216,6 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
     em.ins(f"@{neg} mov.s32 {t}, 0")
     em.ins(f"add.u32 {t}, {t}, {KS - 1}")
     em.ins(f"div.u32 {J}, {t}, {KS}")
-    # rotation: iteration j computes the chunks of iteration (j + rot) mod J
-    rot = None
-    if ROTATE_K:
-        rot, j1 = em.new("r"), em.new("r")
-        em.ins(f"max.u32 {j1}, {J}, 1")
-        em.ins(f"div.u32 {rot}, {lp.w_row}, {bn}")
-        em.ins(f"rem.u32 {rot}, {rot}, {j1}")
-
-    def rotated(j: str) -> str:
-        """The iteration whose chunks iteration `j` computes."""
-        if rot is None:
-            return j
-        r, wrap = em.new("r"), em.new("p")
-        em.ins(f"add.u32 {r}, {j}, {rot}")
-        em.ins(f"setp.ge.u32 {wrap}, {r}, {J}")
-        em.ins(f"@{wrap} sub.u32 {r}, {r}, {J}")
-        return r
-
-    def chunk_of(j: str) -> str:
-        """This warp's chunk in iteration `j`: lb + rotated(j) * KS."""
-        c = em.new("r")
-        em.ins(f"mad.lo.u32 {c}, {rotated(j)}, {KS}, {lp.lb}")
-        return c
 
     # this thread's offsets inside a stage: rows 16 rg + g (+ 8), its K warp's box / scale bytes
     wrow = em.new("r")
@@ -280,15 +260,21 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
         s, _ = stage_and_parity(em, j, S)
         bar = em.new("r")
         em.ins(f"mad.lo.u32 {bar}, {s}, 8, {bars}")
-        rj, cw = rotated(j), em.new("r")
-        em.ins(f"mad.lo.u32 {cw}, {rj}, {KS}, {lp.lb0}")    # first chunk of the stage
+        cw = em.new("r")
+        em.ins(f"mad.lo.u32 {cw}, {j}, {KS}, {lp.lb0}")     # first chunk of the stage
         em.ins(f"mul.lo.u32 {cw}, {cw}, {bk // 2}")
+        acts = activations and x_tma
+        if acts:
+            xd, cx = em.new("r"), em.new("r")
+            em.ins(f"mad.lo.u32 {xd}, {s}, {x_stage}, {base}")
+            em.ins(f"add.u32 {xd}, {xd}, {x_off}")
+            em.ins(f"shl.b32 {cx}, {cw}, 1")                   # K half of the stage's first chunk
         if weights:
             wd, sd, cs = em.new("r"), em.new("r"), em.new("r")
             em.ins(f"mad.lo.u32 {wd}, {s}, {w_stage}, {base}")
             em.ins(f"mad.lo.u32 {sd}, {s}, {s_stage}, {base}")
             em.ins(f"add.u32 {sd}, {sd}, {s_off}")
-            em.ins(f"mad.lo.u32 {cs}, {rj}, {sb}, {s0}")
+            em.ins(f"mad.lo.u32 {cs}, {j}, {sb}, {s0}")
             em.ins(f"mbarrier.arrive.expect_tx.shared::cta.b64 _, [{bar}], {tx}")
             for k in range(KS):
                 x = cw
@@ -299,13 +285,7 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
                        f"[{wd}+{k * box_w}], [{wmap}, {{{x}, {lp.w_row}}}], [{bar}]")
             em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
                    f"[{sd}], [{smap}, {{{cs}, {lp.w_row}}}], [{bar}]")
-        if not (activations and x_tma):
-            return
-        xd, cx = em.new("r"), em.new("r")
-        em.ins(f"mad.lo.u32 {xd}, {s}, {x_stage}, {base}")
-        em.ins(f"add.u32 {xd}, {xd}, {x_off}")
-        em.ins(f"shl.b32 {cx}, {cw}, 1")                       # K half of the stage's first chunk
-        for b in range(KS * xb_n):
+        for b in range(KS * xb_n if acts else 0):
             x = cx
             if b:
                 x = em.new("r")
@@ -373,10 +353,10 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
     prefetch = nt == 1
     staged = [stage_regs(), stage_regs()] if prefetch else [stage_regs()]
     it, jj = em.new("r"), em.new("r")
+    em.ins(f"mov.u32 {it}, {lp.lb}")
     em.ins(f"mov.u32 {jj}, 0")
-    em.ins(f"mov.u32 {it}, {chunk_of(jj)}")
     if not x_tma:
-        load_x(sets[0], it, rot is not None)
+        load_x(sets[0], it)
     if prefetch:
         skip = em.label("w4a16_tma_first")
         none = em.new("p")
@@ -412,11 +392,11 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
         issue(nj)
         em.place(no_refill)
 
-        j1 = em.new("r")
+        nxt, j1 = em.new("r"), em.new("r")
+        em.ins(f"add.u32 {nxt}, {it}, {KS}")
         em.ins(f"add.u32 {j1}, {jj}, 1")
-        nxt = chunk_of(j1)
         if not x_tma:
-            load_x(sets[1 - half], nxt, rot is not None)
+            load_x(sets[1 - half], nxt)
             if not prefetch:                     # one register set per chunk, as in the cp.async ring
                 xs_now = sets[half]
         if prefetch:

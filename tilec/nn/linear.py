@@ -55,21 +55,20 @@ except ImportError:  # pragma: no cover - tilec.nn.FP4Linear needs torch
     _TENSOR = None
 
 #: weight rows per CTA (one warp per 16 rows; further warps split K inside the CTA), K per loop
-#: iteration, cp.async stages, warps: the best of bench/fp4.py --sweep on the H100 (K = N = 8192)
-#: (M <= 8: 4 stages, so the one-tile loop reads the next stage into registers while one
-#: decodes: 21.7 us against 22.2 with 3 stages; M = 16: 3 stages, 37.9 us against 38.2)
-BN, BK, STAGES, STAGES_M8 = 64, 128, 3, 4
+#: iteration, TMA / cp.async stages, warps: the best of bench/fp4.py --sweep and
+#: bench/w4a16_bounds.py on the H100 (K = N = 8192).  Decode (M <= 16) takes 4 stages: M = 1
+#: 19.3 us against 20.5 with 3 and 21.5 with 6; M = 16 24.5 us against 25.9 with 3 (RESULTS.md).
+BN, BK, STAGES_DECODE, STAGES_PREFILL = 64, 128, 4, 3
 WARPS_DECODE, WARPS_PREFILL = 16, 8
 #: SMs to fill with the split-K decode grid (H100 SXM has 132)
 TARGET_CTAS = 132
-_OPTS_M8 = dict(num_warps=WARPS_DECODE, num_stages=STAGES_M8)
-_OPTS_DECODE = dict(num_warps=WARPS_DECODE, num_stages=STAGES)
-_OPTS_PREFILL = dict(num_warps=WARPS_PREFILL, num_stages=STAGES)
+_OPTS_DECODE = dict(num_warps=WARPS_DECODE, num_stages=STAGES_DECODE)
+_OPTS_PREFILL = dict(num_warps=WARPS_PREFILL, num_stages=STAGES_PREFILL)
 
 
 def launch_options(m: int) -> dict:
     """`num_warps` / `num_stages` of the launch for m tokens."""
-    return _OPTS_M8 if m <= 8 else _OPTS_DECODE if m <= 16 else _OPTS_PREFILL
+    return _OPTS_DECODE if m <= 16 else _OPTS_PREFILL
 
 
 @ct.kernel
