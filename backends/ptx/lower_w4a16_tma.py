@@ -276,22 +276,21 @@ def emit_branch(em: KernelEmitter, lp: Loop, infos: dict, compute, sets, stage_r
             em.ins(f"add.u32 {sd}, {sd}, {s_off}")
             em.ins(f"mad.lo.u32 {cs}, {j}, {sb}, {s0}")
             em.ins(f"mbarrier.arrive.expect_tx.shared::cta.b64 _, [{bar}], {tx}")
-            for k in range(KS):
-                x = cw
-                if k:
-                    x = em.new("r")
-                    em.ins(f"add.u32 {x}, {cw}, {k * bk // 2}")
-                em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                       f"[{wd}+{k * box_w}], [{wmap}, {{{x}, {lp.w_row}}}], [{bar}]")
-            em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                   f"[{sd}], [{smap}, {{{cs}, {lp.w_row}}}], [{bar}]")
-        for b in range(KS * xb_n if acts else 0):
-            x = cx
+            boxes(bar, wd, box_w, wmap, cw, bk // 2, KS, lp.w_row)
+            boxes(bar, sd, 0, smap, cs, 0, 1, lp.w_row)
+        if acts:
+            boxes(bar, xd, x_box, xmap, cx, 64, KS * xb_n, lp.x_row)
+
+    def boxes(bar: str, dst: str, dst_step: int, tmap: str, x0: str, x_step: int, n: int, row: str) -> None:
+        """n TMA boxes on mbarrier `bar`: box b from `tmap` at (x0 + b * x_step, row) into shared
+        memory at dst + b * dst_step."""
+        for b in range(n):
+            x = x0
             if b:
                 x = em.new("r")
-                em.ins(f"add.u32 {x}, {cx}, {64 * b}")
+                em.ins(f"add.u32 {x}, {x0}, {b * x_step}")
             em.ins(f"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                   f"[{xd}+{b * x_box}], [{xmap}, {{{x}, {lp.x_row}}}], [{bar}]")
+                   f"[{dst}+{b * dst_step}], [{tmap}, {{{x}, {row}}}], [{bar}]")
 
     def fetch(j: str, regs, xs) -> None:
         """Every warp: wait for iteration j's stage, read this thread's words, scale bytes and

@@ -48,7 +48,7 @@ print(art.gpu.ptx)
 # CHECK:         mbarrier.arrive.expect_tx.shared::cta.b64 _, [%[[FULL:r[0-9]+]]], 34816;
 # CHECK-NEXT:    cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%{{r[0-9]+}}+0], [%[[W:rd[0-9]+]], {%{{r[0-9]+}}, %{{r[0-9]+}}}], [%[[FULL]]];
 # CHECK-COUNT-3: cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%{{r[0-9]+}}+{{[0-9]+}}], [%[[W]], {%{{r[0-9]+}}, %{{r[0-9]+}}}], [%[[FULL]]];
-# CHECK-NEXT:    cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%{{r[0-9]+}}], [%[[S:rd[0-9]+]], {%{{r[0-9]+}}, %{{r[0-9]+}}}], [%[[FULL]]];
+# CHECK-NEXT:    cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%{{r[0-9]+}}+0], [%[[S:rd[0-9]+]], {%{{r[0-9]+}}, %{{r[0-9]+}}}], [%[[FULL]]];
 # CHECK-NEXT:    cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%{{r[0-9]+}}+0], [%[[X:rd[0-9]+]], {%{{r[0-9]+}}, %{{r[0-9]+}}}], [%[[FULL]]];
 # CHECK-COUNT-7: cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%{{r[0-9]+}}+{{[0-9]+}}], [%[[X]],
 # CHECK:       $L_w4a16_tma_loop_{{[0-9]+}}:
