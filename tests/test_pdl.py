@@ -185,3 +185,29 @@ def test_fp4_linear_chain_with_launch_pdl(m):
     torch.cuda.synchronize()
     assert all(torch.equal(o, ref) for o in outs)
     assert all(layer._hot for layer in layers)
+
+
+@ct.kernel
+def w4a16_if(X: ct.Tensor, WQ: ct.Tensor, WS: ct.Tensor, Y: ct.Tensor, BM: ct.Constant[int], BN: ct.Constant[int],
+             BK: ct.Constant[int], BLOCK: ct.Constant[int]):
+    """The W4A16 loop under a run-time condition."""
+    i = ct.tile_idx(0)
+    j = ct.tile_idx(1)
+    acc = ct.zeros([BM, BN], ct.float32)
+    if X.shape[0] > 1:
+        for k in range(X.shape[1] // BK):
+            x = ct.load_tile(X, offset=[i * BM, k * BK], size=[BM, BK])
+            wq = ct.load_tile(WQ, offset=[j * BN, k * BK], size=[BN, BK])
+            ws = ct.load_tile(WS, offset=[j * BN, k * (BK // BLOCK)], size=[BN, BK // BLOCK])
+            acc = ct.matmul(x, ct.dequantize(wq, ws, dtype=x.dtype).T, acc)
+    ct.store_tile(Y, offset=[i * BM, j * BN], tile=acc)
+
+
+def test_a_nested_w4a16_loop_keeps_the_entry_wait():
+    """A W4A16 loop that not every path runs (here under an `if`) cannot take the wait over:
+    the stores after the `if` must wait too, so the wait stays at the kernel's entry."""
+    art = compile_kernel(w4a16_if, _specs(bm=8), "sm_90a", CompileOptions(num_warps=16, launch_pdl=True))
+    lines = _lines(art.gpu.ptx)
+    assert any("w4a16.mma_loop" in s for s in lines)
+    waits = [i for i, s in enumerate(lines) if s.startswith("griddepcontrol.wait")]
+    assert waits == [lines.index("griddepcontrol.launch_dependents;") + 1]

@@ -178,15 +178,17 @@ class KernelEmitter:
         self.ins("bar.sync 0")
 
     # ------------------------------------------------------------------ programmatic dependent launch
-    def defer_dependency_wait(self) -> bool:
+    def defer_dependency_wait(self, op: Operation) -> bool:
         """With `launch_pdl`, the kernel waits for the previous kernel in the stream right at
-        entry.  A lowering whose first global accesses do not depend on that kernel (the W4A16
-        loop's weight prologue) may take the wait over: this removes the entry wait and
-        returns True when nothing emitted since then touches global memory; the lowering then
-        emits `griddepcontrol.wait` (`dependency_wait`) on every path before its dependent
-        accesses.  False: no launch_pdl, or too late (keep going as emitted)."""
+        entry.  The lowering of a top-level `op` (in the kernel's body block, so every path runs
+        it) whose first global accesses do not depend on that kernel (the W4A16 loop's weight
+        prologue) may take the wait over: this removes the entry wait and returns True when
+        nothing emitted since then touches global memory; the lowering then emits
+        `griddepcontrol.wait` (`dependency_wait`) on each of its paths before its dependent
+        accesses.  False: no launch_pdl, a nested op, or too late (keep going as emitted)."""
         i = self._dependency_wait
-        if i is None or any(_touches_global(line) for line in self.lines[i + 1:]):
+        if i is None or op.parent_block() is not self.func.body.block \
+                or any(_touches_global(line) for line in self.lines[i + 1:]):
             return False
         del self.lines[i]
         self._dependency_wait = None

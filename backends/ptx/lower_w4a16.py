@@ -160,7 +160,7 @@ def lower_mma_loop(em: KernelEmitter, op: MmaLoopOp) -> None:
         ring = _Ring(em, bk, block, S)
     em.reserve_smem(max(ring.bytes, ks_n * bm * bn * 4))
     # launch_pdl: the loop's weight prologue may run ahead of the wait for the previous kernel
-    dependency_wait = em.defer_dependency_wait()
+    dependency_wait = em.defer_dependency_wait(op)
     em.comment(f"w4a16.mma_loop: [{bm} x {bk}] @ fp4[{bn} x {bk}]^T per chunk, {rg_n} x {ks_n} warps (rows x K), "
                f"{S}-stage cp.async ring, {act} mma.sync")
 

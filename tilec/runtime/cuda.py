@@ -485,6 +485,7 @@ class Launcher:
         self._pack = self.args._pack_into
         self._buf, self._base, self._params = self.args._buf, self.args._base, self.args.address
         self.pdl = pdl
+        self._pdl_launches: dict = {}  # grid -> `_pdl_launch(grid)` (one launch config per grid)
 
     def _pdl_launch(self, grid):
         """``launch(stream)`` of this kernel on `grid` by ``cuLaunchKernelEx`` with programmatic
@@ -520,7 +521,12 @@ class Launcher:
             stream = _stream_handle(stream)
         self._pack(self._buf, self._base, *values)
         if self.pdl:
-            self._pdl_launch((gx, gy, gz))(_cu_stream(stream))
+            launch = self._pdl_launches.get((gx, gy, gz))
+            if launch is None:
+                if len(self._pdl_launches) > 64:
+                    self._pdl_launches.clear()
+                launch = self._pdl_launches[(gx, gy, gz)] = self._pdl_launch((gx, gy, gz))
+            launch(_cu_stream(stream))
             return
         if _impl == "bindings":
             s = _streams.get(stream)
