@@ -124,6 +124,9 @@ def main() -> None:
     p.add_argument("--ms", default="1,16")
     p.add_argument("--copies", type=int, default=4)
     p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--graph-calls", type=int, default=0,
+                   help="calls per CUDA graph (and per event pair): a longer graph is closer to a model's "
+                        "steady state, where one layer's kernel follows another (default: 2 x copies)")
     p.add_argument("--sweep", action="store_true")
     p.add_argument("--no-triton", action="store_true", help="skip the Triton anchor")
     p.add_argument("--sweep-only", action="store_true", help="only the tilec configuration sweep")
@@ -144,7 +147,7 @@ def main() -> None:
     k, n = a.k, a.n
     dev = torch.cuda.get_device_name()
     print(f"# bench/fp4.py on {dev}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-          f"K = {k}, N = {n}, {a.copies} weight copies (L2-cold)")
+          f"K = {k}, N = {n}, {a.copies} weight copies (L2-cold), {a.graph_calls or 2 * a.copies} calls per graph")
     layers = []
     for c in range(a.copies):
         lin = torch.nn.Linear(k, n, bias=False, device="cuda", dtype=torch.float16)
@@ -163,9 +166,11 @@ def main() -> None:
             fn(i)
         return call
 
+    calls = a.graph_calls or 2 * a.copies
+
     def measure(fn):
-        g = graphed(cycle(fn), reps=a.reps, inner=2 * a.copies)
-        t = timed(cycle(fn), reps=a.reps, inner=2 * a.copies)
+        g = graphed(cycle(fn), reps=a.reps, inner=calls)
+        t = timed(cycle(fn), reps=a.reps, inner=calls)
         return g if g is not None else t, t
 
     print(f"HBM floor: {fp4_bytes / 2**20:.1f} MiB of packed weights + scales at the measured copy rate "
